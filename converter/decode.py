@@ -1,0 +1,53 @@
+"""Model outputs to parameter vectors.
+
+The model's output row follows the parameter table: each parameter takes ``Parameter.size``
+columns, in table order. Continuous and integer values arrive as [0, 1] (after a sigmoid), switches
+as on-probabilities, modulation amounts in [-1, 1] (after a tanh) and categoricals as raw logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converter.parameters import Kind, ParameterSpace, parameter_space
+
+MODULATION_THRESHOLD = 0.05  # weaker predicted routes are dropped: silence beats a faint wrong wobble
+
+
+def output_slices(space: ParameterSpace | None = None) -> list[slice]:
+    """The columns of the model's output row that belong to each parameter."""
+    space = space or parameter_space()
+    slices, start = [], 0
+    for parameter in space.parameters:
+        slices.append(slice(start, start + parameter.size))
+        start += parameter.size
+    return slices
+
+
+def decode_outputs(outputs: np.ndarray, space: ParameterSpace | None = None) -> np.ndarray:
+    """(batch, output_size) model outputs -> (batch, n_parameters) vectors, most likely choice each."""
+    space = space or parameter_space()
+    outputs = np.atleast_2d(np.asarray(outputs, dtype=np.float32))
+    if outputs.shape[1] != space.output_size:
+        raise ValueError(f"expected {space.output_size} model outputs, got {outputs.shape[1]}")
+    vectors = np.empty((outputs.shape[0], len(space)), dtype=np.float32)
+    for k, (parameter, columns) in enumerate(zip(space.parameters, output_slices(space))):
+        block = outputs[:, columns]
+        if parameter.kind is Kind.CATEGORICAL:
+            vectors[:, k] = block.argmax(axis=1)
+        elif parameter.kind is Kind.SWITCH:
+            vectors[:, k] = block[:, 0] >= 0.5
+        elif parameter.kind is Kind.MODULATION:
+            amount = np.clip(block[:, 0], -1.0, 1.0)
+            vectors[:, k] = np.where(np.abs(amount) >= MODULATION_THRESHOLD, amount, 0.0)
+        else:
+            vectors[:, k] = np.clip(block[:, 0], 0.0, 1.0)
+    return vectors
+
+
+def top_choices(outputs: np.ndarray, name: str, k: int, space: ParameterSpace | None = None) -> np.ndarray:
+    """The ``k`` most likely options of one categorical parameter, best first: (batch, k) indices."""
+    space = space or parameter_space()
+    columns = output_slices(space)[space.index(name)]
+    logits = np.atleast_2d(np.asarray(outputs, dtype=np.float32))[:, columns]
+    return np.argsort(-logits, axis=1)[:, :k]

@@ -1,0 +1,357 @@
+"""The Vital parameter space vinv predicts, declared as one table.
+
+Every parameter the model predicts is a row of ``PREDICTED``; every Vital setting we pin to a fixed
+value, and why, is a row of ``HELD``. Ranges, defaults and option lists come from vita's own control
+details, so the table cannot drift from the engine. Training, export and the converter all read the
+``ParameterSpace`` built here.
+
+A parameter vector holds one float per predicted parameter, in *normalised* units:
+
+- continuous and integer: Vital's knob position in [0, 1], i.e. ``(raw - min) / (max - min)`` of the
+  raw control value. Vital stores times, frequencies and levels already on perceptual curves (cutoff
+  in semitones, LFO rates as log2, envelope times as fourth roots), so this is a log-like curve
+  wherever the ear is;
+- categorical: the index of the chosen option (stored as a float);
+- switch: 0 or 1;
+- modulation: the route's amount in [-1, 1], 0 meaning no route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+
+import numpy as np
+
+from converter.lfo_shapes import LFO_SHAPES
+from converter.wavetables import BANK_VERSION, default_bank
+
+
+class Kind(str, Enum):
+    CONTINUOUS = "continuous"
+    INTEGER = "integer"
+    CATEGORICAL = "categorical"
+    SWITCH = "switch"
+    MODULATION = "modulation"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One predicted value: where it goes in a preset, how it is encoded, how much it matters."""
+
+    name: str
+    kind: Kind
+    group: str
+    weight: float
+    low: float = 0.0
+    high: float = 1.0
+    options: tuple[str, ...] = ()
+    choices: tuple[float, ...] = ()
+    default: float = 0.0
+
+    def normalise(self, raw: float) -> float:
+        """Raw Vital value -> vector value (nearest option for categoricals)."""
+        if self.kind is Kind.SWITCH:
+            return 1.0 if raw >= 0.5 else 0.0
+        if self.kind is Kind.MODULATION:
+            return float(np.clip(raw, -1.0, 1.0))
+        if self.kind is Kind.CATEGORICAL:
+            return float(np.argmin(np.abs(np.asarray(self.choices) - raw)))
+        return float(np.clip((raw - self.low) / (self.high - self.low), 0.0, 1.0))
+
+    def denormalise(self, value: float) -> float:
+        """Vector value -> raw Vital value (rounding integers, snapping categoricals)."""
+        if self.kind is Kind.SWITCH:
+            return 1.0 if value >= 0.5 else 0.0
+        if self.kind is Kind.MODULATION:
+            return float(np.clip(value, -1.0, 1.0))
+        if self.kind is Kind.CATEGORICAL:
+            return self.choices[int(np.clip(round(value), 0, len(self.choices) - 1))]
+        raw = self.low + float(np.clip(value, 0.0, 1.0)) * (self.high - self.low)
+        return float(round(raw)) if self.kind is Kind.INTEGER else raw
+
+    @property
+    def size(self) -> int:
+        """Number of model outputs this parameter needs (logits for categoricals)."""
+        return len(self.choices) if self.kind is Kind.CATEGORICAL else 1
+
+
+@dataclass(frozen=True)
+class Held:
+    """A Vital setting written into every preset at a fixed value (None: Vital's init value)."""
+
+    name: str
+    value: float | None
+    reason: str
+
+
+# Perceptual weights by group: how much an error in this group is heard.
+GROUP_WEIGHTS: dict[str, float] = {
+    "filter_cutoff": 2.5,
+    "wave_frame": 1.75,
+    "amp_attack": 1.75,
+    "filter_resonance": 1.5,
+    "filter_envelope": 1.5,
+    "envelope": 1.0,
+    "unison": 1.0,
+    "effects": 0.65,
+}
+
+OSCILLATORS = (1, 2, 3)
+FILTERS = (1, 2)
+ENVELOPES = (1, 2, 3)
+LFOS = (1, 2, 3, 4)
+
+MODULATION_SOURCES = ("env_2", "env_3", "lfo_1", "lfo_2", "lfo_3", "lfo_4", "velocity", "random")
+MODULATION_DESTINATIONS = (
+    "filter_1_cutoff",
+    "filter_2_cutoff",
+    "filter_1_resonance",
+    *(f"osc_{n}_{p}" for n in OSCILLATORS for p in ("wave_frame", "level", "transpose")),
+    *(f"osc_{n}_{p}" for n in OSCILLATORS for p in ("spectral_morph_amount", "distortion_amount")),
+)
+MAX_MODULATIONS = 64  # Vital's modulation slots
+
+# Oscillator and sampler outputs we let the model choose: the filters, both, or straight to effects.
+ROUTING_CHOICES = (0.0, 1.0, 2.0, 3.0)
+INIT_WAVETABLE = "Saw"  # what Vital's init patch plays
+LFO_SYNC_SECONDS = 0.0
+
+
+def modulation_name(source: str, destination: str) -> str:
+    return f"{source}->{destination}"
+
+
+def _spec() -> list[tuple[str, Kind, str]]:
+    """(name, kind, group) of every predicted parameter, in vector order."""
+    c, i, cat, sw = Kind.CONTINUOUS, Kind.INTEGER, Kind.CATEGORICAL, Kind.SWITCH
+    rows: list[tuple[str, Kind, str]] = []
+    for n in OSCILLATORS:
+        o = f"osc_{n}_"
+        rows += [
+            (o + "on", sw, "osc_mix"),
+            (o + "level", c, "osc_mix"),
+            (o + "transpose", i, "osc_pitch"),
+            (o + "tune", c, "osc_pitch"),
+            (o + "wavetable", cat, "wavetable"),
+            (o + "wave_frame", c, "wave_frame"),
+            (o + "unison_voices", i, "unison"),
+            (o + "unison_detune", c, "unison"),
+            (o + "unison_blend", c, "unison"),
+            (o + "spectral_morph_type", cat, "spectral_morph"),
+            (o + "spectral_morph_amount", c, "spectral_morph"),
+            (o + "distortion_type", cat, "osc_distortion"),
+            (o + "distortion_amount", c, "osc_distortion"),
+            (o + "destination", cat, "routing"),
+        ]
+    rows += [("sample_on", sw, "osc_mix"), ("sample_level", c, "osc_mix"), ("sample_destination", cat, "routing")]
+    for n in FILTERS:
+        f = f"filter_{n}_"
+        rows += [
+            (f + "on", sw, "filter"),
+            (f + "model", cat, "filter"),
+            (f + "style", cat, "filter"),
+            (f + "cutoff", c, "filter_cutoff"),
+            (f + "resonance", c, "filter_resonance"),
+            (f + "drive", c, "filter"),
+            (f + "blend", c, "filter"),
+            (f + "keytrack", c, "filter"),
+            (f + "filter_input", sw, "routing"),
+        ]
+    for n in ENVELOPES:
+        for stage in ("delay", "attack", "hold", "decay", "sustain", "release"):
+            group = "envelope"
+            if (n, stage) == (1, "attack"):
+                group = "amp_attack"
+            elif (n, stage) == (2, "decay"):
+                group = "filter_envelope"
+            rows.append((f"env_{n}_{stage}", c, group))
+        rows += [(f"env_{n}_{p}_power", c, "envelope") for p in ("attack", "decay", "release")]
+    for n in LFOS:
+        lf = f"lfo_{n}_"
+        rows += [
+            (lf + "shape", cat, "lfo"),
+            (lf + "frequency", c, "lfo"),
+            (lf + "fade_time", c, "lfo"),
+            (lf + "smooth_time", c, "lfo"),
+            (lf + "sync_type", cat, "lfo"),
+        ]
+    effects = {
+        "chorus": ("dry_wet", "feedback", "frequency", "mod_depth", "delay_1"),
+        "compressor": ("mix", "attack", "release"),
+        "delay": ("dry_wet", "feedback", "frequency", "filter_cutoff"),
+        "distortion": ("type", "drive", "mix"),
+        "eq": ("low_gain", "band_gain", "band_cutoff", "high_gain"),
+        "flanger": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
+        "phaser": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
+        "reverb": ("dry_wet", "decay_time", "size", "pre_high_cutoff"),
+    }
+    for effect, knobs in effects.items():
+        rows.append((f"{effect}_on", sw, "effects"))
+        rows += [(f"{effect}_{k}", cat if k == "type" else c, "effects") for k in knobs]
+    for source in MODULATION_SOURCES:
+        for destination in MODULATION_DESTINATIONS:
+            group = "filter_envelope" if (source, destination) == ("env_2", "filter_1_cutoff") else "modulation"
+            rows.append((modulation_name(source, destination), Kind.MODULATION, group))
+    return rows
+
+
+HELD: tuple[Held, ...] = (
+    *(Held(f"osc_{n}_pan", None, "the model hears mono audio, so panning is invisible") for n in OSCILLATORS),
+    Held("sample_pan", None, "the model hears mono audio, so panning is invisible"),
+    *(Held(f"osc_{n}_random_phase", 0.0, "fixed phase makes renders repeatable, so distances compare like for like")
+      for n in OSCILLATORS),
+    *(Held(f"lfo_{n}_sync", LFO_SYNC_SECONDS,
+           "at a fixed tempo a synced and a free rate sound alike; the model predicts the rate in seconds")
+      for n in LFOS),
+    *(Held(f"{fx}_sync", 0.0, "rate is predicted in seconds, so tempo sync is off")
+      for fx in ("chorus", "delay", "flanger", "phaser")),
+    *(Held(f"filter_{n}_mix", None, "blend and on/off already span dry to wet") for n in FILTERS),
+    Held("volume", None, "model input is loudness-normalised; the converter matches loudness after rendering"),
+    Held("polyphony", None, "a single note cannot reveal it; Vital's default suits playing"),
+    Held("portamento_time", None, "glide needs two notes; a one-shot cannot show it"),
+    Held("legato", None, "needs overlapping notes"),
+    Held("voice_priority", None, "needs several notes"),
+    Held("velocity_track", None, "one velocity per sound; velocity routes live in the modulation grid"),
+    Held("stereo_routing", None, "stereo only"),
+    Held("beats_per_minute", None, "rates are predicted in seconds, so tempo does not matter"),
+    Held("oversampling", None, "Vital's default quality"),
+)
+
+
+class ParameterSpace:
+    """The ordered predicted parameters plus the held settings, with a stable content hash."""
+
+    def __init__(self, parameters: tuple[Parameter, ...], held: tuple[Held, ...]) -> None:
+        self.parameters = parameters
+        self.held = held
+        self._index = {p.name: k for k, p in enumerate(parameters)}
+
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    def __getitem__(self, name: str) -> Parameter:
+        return self.parameters[self._index[name]]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    def indices(self, kind: Kind) -> np.ndarray:
+        """Vector positions of every parameter of one kind."""
+        return np.array([k for k, p in enumerate(self.parameters) if p.kind is kind], dtype=np.int64)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([p.weight for p in self.parameters], dtype=np.float32)
+
+    @property
+    def output_size(self) -> int:
+        """Model outputs needed: one per value, one logit per option for categoricals."""
+        return sum(p.size for p in self.parameters)
+
+    @property
+    def version(self) -> str:
+        """Hash of the whole table: a model trained on another table is refused."""
+        rows = [
+            (p.name, p.kind.value, p.group, p.weight, p.low, p.high, p.options, p.choices) for p in self.parameters
+        ]
+        blob = json.dumps({"rows": rows, "held": [(h.name, h.value) for h in self.held], "bank": BANK_VERSION})
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def default_vector(self) -> np.ndarray:
+        """Vital's init patch, as a vector."""
+        return np.array([p.normalise(p.default) for p in self.parameters], dtype=np.float32)
+
+    def to_markdown(self) -> str:
+        """The table as documentation (PARAMETERS.md is generated from it)."""
+        lines = [
+            f"# Parameter space (version {self.version})",
+            "",
+            f"{len(self)} predicted parameters, {self.output_size} model outputs "
+            f"({len(self.indices(Kind.MODULATION))} of them the modulation grid). "
+            "Generated by `python -m converter.parameters`; do not edit by hand.",
+            "",
+            "Vector values: continuous/integer = Vital knob position in [0, 1] over [min, max]; "
+            "categorical = option index; switch = 0/1; modulation = amount in [-1, 1].",
+            "",
+            "## Predicted",
+            "",
+            "| # | name | kind | group | weight | min | max | options |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for k, p in enumerate(self.parameters):
+            if p.kind is Kind.MODULATION:
+                continue
+            options = ", ".join(p.options) if len(p.options) <= 16 else f"{len(p.options)} options"
+            lines.append(f"| {k} | `{p.name}` | {p.kind.value} | {p.group} | {p.weight} | {p.low:g} | {p.high:g} "
+                         f"| {options} |")
+        lines += [
+            "",
+            "## Modulation grid",
+            "",
+            f"Sources ({len(MODULATION_SOURCES)}): " + ", ".join(f"`{s}`" for s in MODULATION_SOURCES) + ".",
+            "",
+            f"Destinations ({len(MODULATION_DESTINATIONS)}): "
+            + ", ".join(f"`{d}`" for d in MODULATION_DESTINATIONS) + ".",
+            "",
+            "Every source x destination cell is one value in [-1, 1] (Vital's `modulation_N_amount`); "
+            "`env_2->filter_1_cutoff` carries the filter-envelope weight "
+            f"{GROUP_WEIGHTS['filter_envelope']}. Routes outside the grid in a user's preset are dropped "
+            "when it is projected.",
+            "",
+            "## Held at a fixed value",
+            "",
+            "| setting | value | why |",
+            "|---|---|---|",
+        ]
+        for h in self.held:
+            lines.append(f"| `{h.name}` | {'init' if h.value is None else h.value} | {h.reason} |")
+        return "\n".join(lines) + "\n"
+
+
+def _control_details() -> dict[str, object]:
+    import vita
+
+    synth = vita.Synth()
+    return {name: synth.get_control_details(name) for name in synth.get_controls()}
+
+
+def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) -> Parameter:
+    weight = GROUP_WEIGHTS.get(group, 1.0)
+    if name.endswith("_wavetable"):
+        bank = default_bank()
+        return Parameter(name, kind, group, weight, options=bank.names, choices=tuple(map(float, range(len(bank)))),
+                         default=float(bank.index(INIT_WAVETABLE)))
+    if name.endswith("_shape") and name.startswith("lfo_"):
+        names = tuple(shape.name for shape in LFO_SHAPES)
+        return Parameter(name, kind, group, weight, options=names, choices=tuple(map(float, range(len(names)))))
+    if kind is Kind.MODULATION:
+        return Parameter(name, kind, group, weight, low=-1.0, high=1.0)
+    d = details[name]
+    if kind is Kind.CATEGORICAL:
+        if name.endswith("_destination"):
+            labels = tuple(d.options[int(v)] for v in ROUTING_CHOICES)
+            return Parameter(name, kind, group, weight, options=labels, choices=ROUTING_CHOICES,
+                             default=d.default_value)
+        labels = tuple(d.options)
+        return Parameter(name, kind, group, weight, low=d.min, high=d.max, options=labels,
+                         choices=tuple(float(d.min + k) for k in range(len(labels))), default=d.default_value)
+    return Parameter(name, kind, group, weight, low=d.min, high=d.max, default=d.default_value)
+
+
+@lru_cache(maxsize=1)
+def parameter_space() -> ParameterSpace:
+    """The space every part of vinv shares (built once per process from vita's control details)."""
+    details = _control_details()
+    parameters = tuple(_parameter(name, kind, group, details) for name, kind, group in _spec())
+    return ParameterSpace(parameters, HELD)
+
+
+if __name__ == "__main__":
+    print(parameter_space().to_markdown(), end="")

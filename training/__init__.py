@@ -1,0 +1,1 @@
+"""Dataset generation, model training and evaluation (needs the [train] extra)."""
