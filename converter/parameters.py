@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -322,6 +323,20 @@ def _control_details() -> dict[str, object]:
     return {name: synth.get_control_details(name) for name in synth.get_controls()}
 
 
+def _unique_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Vital names both FM/RM sources of an oscillator "<- Osc"; tell them apart as A (lower) and B."""
+    counts = Counter(labels)
+    seen: Counter[str] = Counter()
+    unique = []
+    for label in labels:
+        if counts[label] > 1:
+            unique.append(f"{label} {'AB'[seen[label]]}")
+            seen[label] += 1
+        else:
+            unique.append(label)
+    return tuple(unique)
+
+
 def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) -> Parameter:
     weight = GROUP_WEIGHTS.get(group, 1.0)
     if name.endswith("_wavetable"):
@@ -339,7 +354,7 @@ def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) ->
             labels = tuple(d.options[int(v)] for v in ROUTING_CHOICES)
             return Parameter(name, kind, group, weight, options=labels, choices=ROUTING_CHOICES,
                              default=d.default_value)
-        labels = tuple(d.options)
+        labels = _unique_labels(tuple(d.options))
         return Parameter(name, kind, group, weight, low=d.min, high=d.max, options=labels,
                          choices=tuple(float(d.min + k) for k in range(len(labels))), default=d.default_value)
     return Parameter(name, kind, group, weight, low=d.min, high=d.max, default=d.default_value)
