@@ -106,7 +106,8 @@ FILTERS = (1, 2)
 ENVELOPES = (1, 2, 3)
 LFOS = (1, 2, 3, 4)
 
-MODULATION_SOURCES = ("env_2", "env_3", "lfo_1", "lfo_2", "lfo_3", "lfo_4", "velocity", "random")
+# No "random" source: its routes sound different on every render, so one clip cannot teach them.
+MODULATION_SOURCES = ("env_2", "env_3", "lfo_1", "lfo_2", "lfo_3", "lfo_4", "velocity", "note")
 MODULATION_DESTINATIONS = (
     "filter_1_cutoff",
     "filter_2_cutoff",

@@ -37,6 +37,7 @@ from converter.wavetables import default_bank, frames_from_vital
 AUTHOR = "vinv"
 MAX_PRESET_BYTES = 64 * 1024 * 1024  # real presets with embedded samples stay well under this
 NOISE_SEED = 20240601
+VITAL_VERSION = "1.5.5"  # Vital refuses presets claiming a newer version than its own (vita says 99999.9.9)
 
 
 class PresetError(ValueError):
@@ -46,11 +47,12 @@ class PresetError(ValueError):
 @lru_cache(maxsize=1)
 def _template() -> str:
     """Vital's init patch with our wavetables and noise sample, as JSON text (copied per preset)."""
-    from converter.render import _synth
+    from converter.render import shared_engine
 
-    synth = _synth()
+    synth = shared_engine()
     synth.load_init_preset()
     preset = json.loads(synth.to_json())
+    preset["synth_version"] = VITAL_VERSION
     bank = default_bank()
     init_table = bank[bank.index(INIT_WAVETABLE)].to_vital()
     preset["settings"]["wavetables"] = [copy.deepcopy(init_table) for _ in range(3)]
@@ -143,8 +145,14 @@ def parse_preset(text: str | bytes) -> dict:
     def reject_constant(token: str) -> float:
         raise PresetError(f"preset contains {token}, which is not a number Vital can use")
 
+    def finite_float(token: str) -> float:
+        number = float(token)
+        if not math.isfinite(number):
+            raise PresetError(f"preset contains {token}, which overflows to infinity")
+        return number
+
     try:
-        preset = json.loads(text, parse_constant=reject_constant)
+        preset = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
     except PresetError:
         raise
     except RecursionError:
@@ -173,7 +181,7 @@ def read_preset(path: str | os.PathLike[str]) -> dict:
 
 def write_preset(preset: dict, path: str | os.PathLike[str]) -> Path:
     """Write a preset atomically (it appears whole or not at all)."""
-    return atomic_write_bytes(path, json.dumps(preset).encode("utf-8"))
+    return atomic_write_bytes(path, json.dumps(preset, allow_nan=False).encode("utf-8"))
 
 
 def _settings(preset: object) -> dict:
@@ -196,9 +204,13 @@ def _number(settings: dict, key: str, default: float) -> float:
     value = settings.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PresetError(f"settings.{key}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise PresetError(f"settings.{key}: not a finite number")
-    return float(value)
+    return number
 
 
 def _routes(settings: dict) -> dict[str, float]:

@@ -16,8 +16,8 @@ class RenderError(RuntimeError):
 
 
 @lru_cache(maxsize=1)
-def _synth():
-    """One engine per process: vita synths are not thread-safe, parallel work uses processes."""
+def shared_engine():
+    """A long-lived engine for work that renders nothing (reading Vital's init patch)."""
     import vita
 
     return vita.Synth()
@@ -34,8 +34,15 @@ def render(
 
     ``pitch`` is a MIDI note, ``velocity`` in (0, 1], ``note_length`` how long the key is held and
     ``duration`` the length of the render (default: the note plus a one-second tail).
+
+    Each call uses a new engine (~50 ms): Vital carries glides, LFO phases and effect tails from one
+    render into the next, and a preset must sound the same whatever was rendered before it.
     """
-    if not 0 <= int(pitch) <= 127:
+    try:
+        note = int(pitch)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"pitch must be a MIDI note 0-127, got {pitch}") from None
+    if not 0 <= note <= 127:
         raise ValueError(f"pitch must be a MIDI note 0-127, got {pitch}")
     if not (note_length > 0 and np.isfinite(note_length)):
         raise ValueError(f"note_length must be positive, got {note_length}")
@@ -43,8 +50,10 @@ def render(
     if not (duration > 0 and np.isfinite(duration)):
         raise ValueError(f"duration must be positive, got {duration}")
     text = preset if isinstance(preset, str) else json.dumps(preset)
-    synth = _synth()
+    import vita
+
+    synth = vita.Synth()
     if not synth.load_json(text):
         raise RenderError("Vital could not load the preset")
-    audio = synth.render(int(pitch), float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
+    audio = synth.render(note, float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
     return np.ascontiguousarray(audio, dtype=np.float32)
