@@ -1,0 +1,279 @@
+"""A trained checkpoint -> one ONNX file the torch-free converter runs (``vinv-export``).
+
+The graph holds the whole chain, frontend included: 24 kHz waveform in, every head out, so the
+converter never re-implements the features training used. Its metadata records what the converter
+must agree with (parameter space, wavetable bank, sample rate, clip length, output layout) and
+where the model came from (encoder, training recipe). The TorchScript-based exporter is used: it
+turns ``torch.stft``, the CQT convolutions and transformers' attention into plain ONNX ops whose
+results match PyTorch to float32 rounding.
+
+int8 quantisation is dynamic and touches only matrix products with constant weights (the dense
+layers and attention projections): the frontend's fixed STFT/CQT kernels and mel filterbank stay
+float32, because quantising a spectrogram's huge dynamic range to 8 bits wipes out its quiet bins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from torch import nn
+
+import converter
+from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
+from converter.decode import decode_outputs
+from converter.files import atomic_write_bytes
+from converter.model import AUDIO_INPUT, CANDIDATES, CLIP_SAMPLES, FORMAT_VERSION, NOISE_INPUT, OUTPUTS
+from converter.parameters import Kind, parameter_space
+from converter.preset import preset_from_vector
+from converter.render import SAMPLE_RATE as RENDER_SAMPLE_RATE
+from converter.render import render
+from converter.wavetables import BANK_VERSION, default_bank
+from training.checkpoint import CheckpointError, load_checkpoint, read_card
+from training.frontend import prepare_clip
+from training.model import ParameterModel
+
+OPSET = 18
+FP32_TOLERANCE = 1e-4  # max |onnxruntime - torch| over every output: float32 rounding, nothing more
+# int8 changes the numbers by design; this bounds the error on the activated knob, switch and route
+# columns (all within [-1, 1]) and flags a broken quantisation, not a slightly worse one.
+INT8_TOLERANCE = 0.1
+REFERENCE_TABLES = ("Bell", "Vowels", "FM 1:2")  # with the init patch's Saw: four distinct timbres
+REFERENCE_PITCHES = (60, 45, 72, 52)
+CHECK_CANDIDATES = 4
+
+
+class _ExportGraph(nn.Module):
+    """The traced graph: the encoder runs once and feeds both the regression heads and the flow."""
+
+    def __init__(self, model: ParameterModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor,
+                noise: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.model.embed(audio)
+        outputs = self.model.activate(self.model.raw_outputs(embedding))
+        if noise is None:
+            return outputs
+        return outputs, self.model.flow.sample(embedding, noise)
+
+
+def recipe_id(recipe: dict) -> str:
+    """Short stable hash of a checkpoint's training recipe (command, seed, dataset summary)."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_metadata(model: ParameterModel, *, recipe: str, step: int, precision: str) -> dict[str, str]:
+    """The metadata_props of an exported file; converter.model checks the first block of them."""
+    space = parameter_space()
+    layout = [[p.name, p.kind.value, p.size] for p in space.parameters]
+    return {
+        "vinv_format": FORMAT_VERSION,
+        "parameter_space_version": space.version,
+        "output_size": str(space.output_size),
+        "n_parameters": str(len(space)),
+        "output_layout": json.dumps(layout),
+        "sample_rate": str(MODEL_SAMPLE_RATE),
+        "clip_samples": str(CLIP_SAMPLES),
+        "wavetable_bank_version": BANK_VERSION,
+        "recipe_id": recipe,
+        "encoder": model.encoder_kind,
+        "has_candidates": str(model.flow is not None).lower(),
+        "sample_dim": str(model.sample_dim if model.flow is not None else 0),
+        "vinv_version": converter.__version__,
+        "training_step": str(step),
+        "precision": precision,
+    }
+
+
+def _save(proto: onnx.ModelProto, metadata: dict[str, str], out: Path) -> Path:
+    """Replace the metadata, validate, and write atomically."""
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, metadata)
+    onnx.checker.check_model(proto)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(out, proto.SerializeToString())
+
+
+def export_module(model: ParameterModel, out: str | os.PathLike[str], *, recipe: str, step: int = 0,
+                  opset: int = OPSET) -> Path:
+    """Trace ``model`` (eval mode, float32) into ``out`` with dynamic batch (and candidate count)."""
+    if opset < 17:
+        raise ValueError(f"opset {opset} has no STFT: use 17 or later")
+    model = model.float().eval()
+    audio = torch.zeros(2, CLIP_SAMPLES)
+    inputs, input_names, output_names = (audio,), [AUDIO_INPUT], [OUTPUTS]
+    dynamic_axes = {AUDIO_INPUT: {0: "batch"}, OUTPUTS: {0: "batch"}}
+    if model.flow is not None:
+        inputs += (torch.zeros(2, CHECK_CANDIDATES, model.sample_dim),)
+        input_names.append(NOISE_INPUT)
+        output_names.append(CANDIDATES)
+        dynamic_axes |= {NOISE_INPUT: {0: "batch", 1: "candidates"}, CANDIDATES: {0: "batch", 1: "candidates"}}
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic on fixed sizes
+        torch.onnx.export(_ExportGraph(model), inputs, buffer, dynamo=False, opset_version=opset,
+                          input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
+    proto = onnx.load_from_string(buffer.getvalue())
+    return _save(proto, model_metadata(model, recipe=recipe, step=step, precision="fp32"), Path(out))
+
+
+def quantize_model(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Dynamic int8 copy of an exported fp32 model (weights of dense layers int8), same metadata."""
+    fp32_path, out = Path(fp32_path), Path(out)
+    metadata = {prop.key: prop.value for prop in onnx.load(fp32_path, load_external_data=False).metadata_props}
+    with tempfile.TemporaryDirectory(prefix="vinv-int8-") as scratch:
+        quantized = Path(scratch) / "int8.onnx"
+        quantize_dynamic(fp32_path, quantized, op_types_to_quantize=["MatMul", "Gemm"],
+                         weight_type=QuantType.QInt8)
+        proto = onnx.load(quantized)
+    return _save(proto, metadata | {"precision": "int8"}, out)
+
+
+def export_model(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, int8: bool = False,
+                 opset: int = OPSET) -> Path:
+    """Export the checkpoint at ``checkpoint`` to ``out`` (int8-quantised when ``int8``)."""
+    model = load_checkpoint(checkpoint)
+    card = read_card(checkpoint)
+    identity = {"recipe": recipe_id(card.get("recipe", {})), "step": int(card.get("step", 0))}
+    if not int8:
+        return export_module(model, out, opset=opset, **identity)
+    with tempfile.TemporaryDirectory(prefix="vinv-export-") as scratch:
+        fp32 = export_module(model, Path(scratch) / "fp32.onnx", opset=opset, **identity)
+        return quantize_model(fp32, out)
+
+
+def reference_clips(count: int = 4, *, note_seconds: float = 1.0) -> np.ndarray:
+    """(count, CLIP_SAMPLES) real Vital renders, cut as the model is fed: init Saw, then bank tables.
+
+    Each key is held ``note_seconds``; by default the release leaves the clip's end silent, as with
+    most plucked or short user sounds.
+    """
+    space = parameter_space()
+    bank = default_bank()
+    clips = []
+    for number in range(count):
+        vector = space.default_vector()
+        if number > 0:
+            table = REFERENCE_TABLES[(number - 1) % len(REFERENCE_TABLES)]
+            vector[space.index("osc_1_wavetable")] = bank.index(table)
+        audio = render(preset_from_vector(vector), pitch=REFERENCE_PITCHES[number % len(REFERENCE_PITCHES)],
+                       note_length=note_seconds, duration=CLIP_SAMPLES / MODEL_SAMPLE_RATE)
+        clips.append(prepare_clip(to_model_rate(audio, RENDER_SAMPLE_RATE)))
+    return np.stack(clips)
+
+
+def onnx_answers(path: str | os.PathLike[str], clips: np.ndarray,
+                 noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Run an exported file on ``clips`` (and ``noise`` when it has a flow head) with onnxruntime."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {AUDIO_INPUT: clips.astype(np.float32)}
+    if noise is not None:
+        feeds[NOISE_INPUT] = noise.astype(np.float32)
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+@torch.no_grad()
+def torch_answers(model: ParameterModel, clips: np.ndarray, noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The same answers from PyTorch, through the model's public ``forward`` and ``sample``."""
+    audio = torch.from_numpy(clips.astype(np.float32))
+    answers = {OUTPUTS: model.eval()(audio).numpy()}
+    if noise is not None:
+        answers[CANDIDATES] = model.sample(audio, torch.from_numpy(noise.astype(np.float32))).numpy()
+    return answers
+
+
+def check_noise(model: ParameterModel, batch: int, seed: int = 0) -> np.ndarray | None:
+    """Fixed flow noise for a parity check, None for a model without a flow head."""
+    if model.flow is None:
+        return None
+    return np.random.default_rng(seed).standard_normal((batch, CHECK_CANDIDATES, model.sample_dim), dtype=np.float32)
+
+
+def max_differences(model: ParameterModel, path: str | os.PathLike[str], clips: np.ndarray) -> dict[str, float]:
+    """Max |onnxruntime - torch| per graph output on ``clips``."""
+    noise = check_noise(model, len(clips))
+    expected, got = torch_answers(model, clips, noise), onnx_answers(path, clips, noise)
+    return {name: float(np.abs(got[name] - expected[name]).max()) for name in expected}
+
+
+def bounded_columns() -> np.ndarray:
+    """Output columns holding activated values in [-1, 1] (everything but categorical logits)."""
+    space = parameter_space()
+    kinds = np.repeat([p.kind is Kind.CATEGORICAL for p in space.parameters], [p.size for p in space.parameters])
+    return np.flatnonzero(~kinds)
+
+
+def quantisation_report(model: ParameterModel, int8_path: str | os.PathLike[str],
+                        clips: np.ndarray) -> dict[str, float]:
+    """How far int8 moves the outputs from PyTorch's: max error on bounded columns, decoded choices kept."""
+    noise = check_noise(model, len(clips))
+    expected = torch_answers(model, clips, noise)[OUTPUTS]
+    got = onnx_answers(int8_path, clips, noise)[OUTPUTS]
+    columns = bounded_columns()
+    categorical = parameter_space().indices(Kind.CATEGORICAL)
+    same = decode_outputs(expected)[:, categorical] == decode_outputs(got)[:, categorical]
+    return {"max_bounded_difference": float(np.abs(got[:, columns] - expected[:, columns]).max()),
+            "categorical_agreement": float(same.mean())}
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.2f} MB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vinv-export",
+                                     description="Export a vinv checkpoint to one ONNX file the converter runs.")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder (or a file inside it)")
+    parser.add_argument("out", type=Path, help="ONNX file to write")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write a dynamically int8-quantised copy beside OUT (OUT.int8.onnx)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare onnxruntime with PyTorch on real Vital renders; fail beyond tolerance")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or later (default {OPSET})")
+    args = parser.parse_args(argv)
+    try:
+        fp32 = export_model(args.checkpoint, args.out, opset=args.opset)
+    except CheckpointError as error:
+        print(f"vinv-export: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {fp32} ({_megabytes(fp32)})")
+    int8 = None
+    if args.int8:
+        int8 = quantize_model(fp32, fp32.with_suffix(".int8.onnx"))
+        print(f"wrote {int8} ({_megabytes(int8)})")
+    if not args.check:
+        return 0
+    model = load_checkpoint(args.checkpoint)
+    clips = reference_clips()
+    passed = True
+    for name, difference in max_differences(model, fp32, clips).items():
+        passed &= difference <= FP32_TOLERANCE
+        print(f"fp32 {name}: max |onnx - torch| = {difference:.3g} (tolerance {FP32_TOLERANCE:g})")
+    if int8 is not None:
+        report = quantisation_report(model, int8, clips)
+        passed &= report["max_bounded_difference"] <= INT8_TOLERANCE
+        print(f"int8 outputs: max |int8 - torch| on bounded columns = {report['max_bounded_difference']:.3g} "
+              f"(tolerance {INT8_TOLERANCE:g}); categorical choices kept: {report['categorical_agreement']:.1%}")
+    if not passed:
+        print("parity check FAILED")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

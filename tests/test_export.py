@@ -1,0 +1,201 @@
+"""ONNX export: onnxruntime must answer like PyTorch on real Vital renders, with the metadata the
+converter checks, for both encoders and for the int8 copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import converter
+from converter.audio import MODEL_SAMPLE_RATE
+from converter.model import CLIP_SAMPLES
+from converter.parameters import parameter_space
+from converter.wavetables import BANK_VERSION
+from export.onnx import (
+    FP32_TOLERANCE,
+    INT8_TOLERANCE,
+    OPSET,
+    export_model,
+    main,
+    max_differences,
+    onnx_answers,
+    quantisation_report,
+    quantize_model,
+    recipe_id,
+    reference_clips,
+    torch_answers,
+)
+from training import frontend
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.model import ParameterModel
+
+TINY_COMPACT = dict(encoder="compact", embedding_dim=32, head_hidden=32,
+                    compact=dict(stem_channels=2, width=16, blocks=1, squeeze=4))
+TINY_HUBERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
+                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+TINY_MERT = dict(encoder="mert", embedding_dim=32, head_hidden=32, mert=dict(hubert=TINY_HUBERT))
+TINY_FLOW = dict(TINY_COMPACT, flow=dict(hidden=32, depth=2, steps=4))
+RECIPE = {"command": "test", "seed": 7}
+
+
+def tiny_checkpoint(folder: Path, config: dict, seed: int = 0) -> Path:
+    """A randomly initialised model saved as a checkpoint, with non-trivial normalisation statistics."""
+    torch.manual_seed(seed)
+    model = ParameterModel(**config)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return save_checkpoint(model, folder, step=12, recipe=RECIPE)
+
+
+@pytest.fixture(scope="module")
+def clips() -> np.ndarray:
+    return reference_clips(2)
+
+
+@pytest.fixture(scope="module")
+def compact(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParameterModel, Path]:
+    folder = tmp_path_factory.mktemp("compact")
+    checkpoint = tiny_checkpoint(folder / "checkpoint", TINY_COMPACT)
+    return load_checkpoint(checkpoint), export_model(checkpoint, folder / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParameterModel, Path]:
+    folder = tmp_path_factory.mktemp("flow")
+    checkpoint = tiny_checkpoint(folder / "checkpoint", TINY_FLOW)
+    return load_checkpoint(checkpoint), export_model(checkpoint, folder / "model.onnx")
+
+
+def test_clip_length_agrees_with_training() -> None:
+    assert CLIP_SAMPLES == frontend.CLIP_SAMPLES
+    assert MODEL_SAMPLE_RATE == frontend.SAMPLE_RATE
+
+
+def test_reference_clips_are_real_distinct_renders(clips: np.ndarray) -> None:
+    assert clips.shape == (2, CLIP_SAMPLES) and clips.dtype == np.float32
+    assert np.all(np.abs(clips).max(axis=1) > 0.05)
+    assert not np.allclose(clips[0], clips[1])
+
+
+def test_compact_parity(compact: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
+    model, path = compact
+    differences = max_differences(model, path, clips)
+    assert differences["outputs"] <= FP32_TOLERANCE, differences
+
+
+def test_dynamic_batch(compact: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
+    model, path = compact
+    three = np.concatenate([clips, clips[:1] * 0.5])
+    for batch in (clips[:1], three):
+        got = onnx_answers(path, batch)["outputs"]
+        assert got.shape == (len(batch), parameter_space().output_size)
+        assert np.abs(got - torch_answers(model, batch)["outputs"]).max() <= FP32_TOLERANCE
+
+
+def test_graph_signature(compact: tuple[ParameterModel, Path]) -> None:
+    proto = onnx.load(compact[1])
+    assert max(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")) == OPSET
+    (audio,), (outputs,) = proto.graph.input, proto.graph.output
+    assert audio.name == "audio" and outputs.name == "outputs"
+    assert audio.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in audio.type.tensor_type.shape.dim] == ["batch", CLIP_SAMPLES]
+    assert [d.dim_param or d.dim_value for d in outputs.type.tensor_type.shape.dim] == [
+        "batch", parameter_space().output_size]
+
+
+def test_metadata(compact: tuple[ParameterModel, Path]) -> None:
+    metadata = {prop.key: prop.value for prop in onnx.load(compact[1]).metadata_props}
+    space = parameter_space()
+    layout = json.loads(metadata.pop("output_layout"))
+    assert [tuple(row) for row in layout] == [(p.name, p.kind.value, p.size) for p in space.parameters]
+    assert sum(size for _, _, size in layout) == space.output_size
+    assert metadata == {
+        "vinv_format": "1",
+        "parameter_space_version": space.version,
+        "output_size": str(space.output_size),
+        "n_parameters": str(len(space)),
+        "sample_rate": "24000",
+        "clip_samples": "120000",
+        "wavetable_bank_version": BANK_VERSION,
+        "recipe_id": recipe_id(RECIPE),
+        "encoder": "compact",
+        "has_candidates": "false",
+        "sample_dim": "0",
+        "vinv_version": converter.__version__,
+        "training_step": "12",
+        "precision": "fp32",
+    }
+
+
+def test_flow_parity_with_dynamic_batch_and_candidates(flow: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
+    model, path = flow
+    assert max(max_differences(model, path, clips).values()) <= FP32_TOLERANCE
+    rng = np.random.default_rng(3)
+    for batch, candidates in ((clips[:1], 1), (np.concatenate([clips, clips[:1]]), 3)):
+        noise = rng.standard_normal((len(batch), candidates, model.sample_dim), dtype=np.float32)
+        got, expected = onnx_answers(path, batch, noise), torch_answers(model, batch, noise)
+        assert got["candidates"].shape == (len(batch), candidates, len(parameter_space()))
+        for name in ("outputs", "candidates"):
+            assert np.abs(got[name] - expected[name]).max() <= FP32_TOLERANCE, name
+
+
+def test_flow_graph_and_metadata(flow: tuple[ParameterModel, Path]) -> None:
+    model, path = flow
+    proto = onnx.load(path)
+    assert [tensor.name for tensor in proto.graph.input] == ["audio", "noise"]
+    assert [tensor.name for tensor in proto.graph.output] == ["outputs", "candidates"]
+    noise = proto.graph.input[1].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in noise] == ["batch", "candidates", model.sample_dim]
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    assert metadata["has_candidates"] == "true" and metadata["sample_dim"] == str(model.sample_dim)
+
+
+def test_int8_parity(flow: tuple[ParameterModel, Path], clips: np.ndarray, tmp_path: Path) -> None:
+    model, path = flow
+    int8 = quantize_model(path, tmp_path / "model.int8.onnx")
+    proto = onnx.load(int8)
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    assert metadata["precision"] == "int8" and metadata["parameter_space_version"] == parameter_space().version
+    assert any(node.op_type == "DynamicQuantizeLinear" for node in proto.graph.node)
+    assert int8.stat().st_size < path.stat().st_size
+    report = quantisation_report(model, int8, clips)
+    assert report["max_bounded_difference"] <= INT8_TOLERANCE
+    assert report["categorical_agreement"] >= 0.8
+
+
+@pytest.mark.slow
+def test_mert_parity(tmp_path: Path) -> None:
+    """Notes held through the clip: in a random MERT the bias-free, group-normed conv stack leaves
+    silent frames at float32 rounding-noise level, which its eps-dominated LayerNorms amplify about
+    300-fold, so on silent tails two float32 runtimes differ by ~1e-4 (both drift from float64)."""
+    clips = reference_clips(2, note_seconds=4.5)
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint", TINY_MERT)
+    path = export_model(checkpoint, tmp_path / "mert.onnx")
+    model = load_checkpoint(checkpoint)
+    assert max_differences(model, path, clips)["outputs"] <= FP32_TOLERANCE
+    three = np.concatenate([clips, clips[:1]])
+    assert np.abs(onnx_answers(path, three)["outputs"] - torch_answers(model, three)["outputs"]).max() <= FP32_TOLERANCE
+    assert {prop.key: prop.value for prop in onnx.load(path).metadata_props}["encoder"] == "mert"
+
+
+@pytest.mark.slow
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint", TINY_FLOW, seed=1)
+    out = tmp_path / "out" / "model.onnx"
+    assert main([str(checkpoint), str(out), "--int8", "--check"]) == 0
+    printed = capsys.readouterr().out
+    for line in ("fp32 outputs: max |onnx - torch|", "fp32 candidates: max |onnx - torch|", "int8 outputs"):
+        assert line in printed
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
+
+
+def test_refuses_old_opset(compact: tuple[ParameterModel, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="opset"):
+        export_model(compact[1].parent / "checkpoint", tmp_path / "old.onnx", opset=16)
