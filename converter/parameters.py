@@ -127,73 +127,86 @@ def modulation_name(source: str, destination: str) -> str:
     return f"{source}->{destination}"
 
 
+_C, _I, _CAT, _SW = Kind.CONTINUOUS, Kind.INTEGER, Kind.CATEGORICAL, Kind.SWITCH
+
+# (knob, kind, group) of each unit; a unit's parameter is named "<unit>_<n>_<knob>".
+OSCILLATOR_KNOBS: tuple[tuple[str, Kind, str], ...] = (
+    ("on", _SW, "osc_mix"),
+    ("level", _C, "osc_mix"),
+    ("transpose", _I, "osc_pitch"),
+    ("tune", _C, "osc_pitch"),
+    ("wavetable", _CAT, "wavetable"),
+    ("wave_frame", _C, "wave_frame"),
+    ("unison_voices", _I, "unison"),
+    ("unison_detune", _C, "unison"),
+    ("unison_blend", _C, "unison"),
+    ("spectral_morph_type", _CAT, "spectral_morph"),
+    ("spectral_morph_amount", _C, "spectral_morph"),
+    ("distortion_type", _CAT, "osc_distortion"),
+    ("distortion_amount", _C, "osc_distortion"),
+    ("destination", _CAT, "routing"),
+)
+SAMPLER_KNOBS: tuple[tuple[str, Kind, str], ...] = (
+    ("on", _SW, "osc_mix"),
+    ("level", _C, "osc_mix"),
+    ("destination", _CAT, "routing"),
+)
+FILTER_KNOBS: tuple[tuple[str, Kind, str], ...] = (
+    ("on", _SW, "filter"),
+    ("model", _CAT, "filter"),
+    ("style", _CAT, "filter"),
+    ("cutoff", _C, "filter_cutoff"),
+    ("resonance", _C, "filter_resonance"),
+    ("drive", _C, "filter"),
+    ("blend", _C, "filter"),
+    ("keytrack", _C, "filter"),
+    ("filter_input", _SW, "routing"),
+)
+ENVELOPE_KNOBS = ("delay", "attack", "hold", "decay", "sustain", "release", "attack_power", "decay_power",
+                  "release_power")
+LFO_KNOBS: tuple[tuple[str, Kind, str], ...] = (
+    ("shape", _CAT, "lfo"),
+    ("frequency", _C, "lfo"),
+    ("fade_time", _C, "lfo"),
+    ("smooth_time", _C, "lfo"),
+    ("sync_type", _CAT, "lfo"),
+)
+# Each effect has an on switch plus these knobs (all continuous but the distortion type).
+EFFECT_KNOBS: dict[str, tuple[str, ...]] = {
+    "chorus": ("dry_wet", "feedback", "frequency", "mod_depth", "delay_1"),
+    "compressor": ("mix", "attack", "release"),
+    "delay": ("dry_wet", "feedback", "frequency", "filter_cutoff"),
+    "distortion": ("type", "drive", "mix"),
+    "eq": ("low_gain", "band_gain", "band_cutoff", "high_gain"),
+    "flanger": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
+    "phaser": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
+    "reverb": ("dry_wet", "decay_time", "size", "pre_high_cutoff"),
+}
+
+
+def _envelope_group(n: int, stage: str) -> str:
+    if (n, stage) == (1, "attack"):
+        return "amp_attack"
+    if (n, stage) == (2, "decay"):
+        return "filter_envelope"
+    return "envelope"
+
+
 def _spec() -> list[tuple[str, Kind, str]]:
     """(name, kind, group) of every predicted parameter, in vector order."""
-    c, i, cat, sw = Kind.CONTINUOUS, Kind.INTEGER, Kind.CATEGORICAL, Kind.SWITCH
     rows: list[tuple[str, Kind, str]] = []
     for n in OSCILLATORS:
-        o = f"osc_{n}_"
-        rows += [
-            (o + "on", sw, "osc_mix"),
-            (o + "level", c, "osc_mix"),
-            (o + "transpose", i, "osc_pitch"),
-            (o + "tune", c, "osc_pitch"),
-            (o + "wavetable", cat, "wavetable"),
-            (o + "wave_frame", c, "wave_frame"),
-            (o + "unison_voices", i, "unison"),
-            (o + "unison_detune", c, "unison"),
-            (o + "unison_blend", c, "unison"),
-            (o + "spectral_morph_type", cat, "spectral_morph"),
-            (o + "spectral_morph_amount", c, "spectral_morph"),
-            (o + "distortion_type", cat, "osc_distortion"),
-            (o + "distortion_amount", c, "osc_distortion"),
-            (o + "destination", cat, "routing"),
-        ]
-    rows += [("sample_on", sw, "osc_mix"), ("sample_level", c, "osc_mix"), ("sample_destination", cat, "routing")]
+        rows += [(f"osc_{n}_{knob}", kind, group) for knob, kind, group in OSCILLATOR_KNOBS]
+    rows += [(f"sample_{knob}", kind, group) for knob, kind, group in SAMPLER_KNOBS]
     for n in FILTERS:
-        f = f"filter_{n}_"
-        rows += [
-            (f + "on", sw, "filter"),
-            (f + "model", cat, "filter"),
-            (f + "style", cat, "filter"),
-            (f + "cutoff", c, "filter_cutoff"),
-            (f + "resonance", c, "filter_resonance"),
-            (f + "drive", c, "filter"),
-            (f + "blend", c, "filter"),
-            (f + "keytrack", c, "filter"),
-            (f + "filter_input", sw, "routing"),
-        ]
+        rows += [(f"filter_{n}_{knob}", kind, group) for knob, kind, group in FILTER_KNOBS]
     for n in ENVELOPES:
-        for stage in ("delay", "attack", "hold", "decay", "sustain", "release"):
-            group = "envelope"
-            if (n, stage) == (1, "attack"):
-                group = "amp_attack"
-            elif (n, stage) == (2, "decay"):
-                group = "filter_envelope"
-            rows.append((f"env_{n}_{stage}", c, group))
-        rows += [(f"env_{n}_{p}_power", c, "envelope") for p in ("attack", "decay", "release")]
+        rows += [(f"env_{n}_{stage}", _C, _envelope_group(n, stage)) for stage in ENVELOPE_KNOBS]
     for n in LFOS:
-        lf = f"lfo_{n}_"
-        rows += [
-            (lf + "shape", cat, "lfo"),
-            (lf + "frequency", c, "lfo"),
-            (lf + "fade_time", c, "lfo"),
-            (lf + "smooth_time", c, "lfo"),
-            (lf + "sync_type", cat, "lfo"),
-        ]
-    effects = {
-        "chorus": ("dry_wet", "feedback", "frequency", "mod_depth", "delay_1"),
-        "compressor": ("mix", "attack", "release"),
-        "delay": ("dry_wet", "feedback", "frequency", "filter_cutoff"),
-        "distortion": ("type", "drive", "mix"),
-        "eq": ("low_gain", "band_gain", "band_cutoff", "high_gain"),
-        "flanger": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
-        "phaser": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
-        "reverb": ("dry_wet", "decay_time", "size", "pre_high_cutoff"),
-    }
-    for effect, knobs in effects.items():
-        rows.append((f"{effect}_on", sw, "effects"))
-        rows += [(f"{effect}_{k}", cat if k == "type" else c, "effects") for k in knobs]
+        rows += [(f"lfo_{n}_{knob}", kind, group) for knob, kind, group in LFO_KNOBS]
+    for effect, knobs in EFFECT_KNOBS.items():
+        rows.append((f"{effect}_on", _SW, "effects"))
+        rows += [(f"{effect}_{k}", _CAT if k == "type" else _C, "effects") for k in knobs]
     for source in MODULATION_SOURCES:
         for destination in MODULATION_DESTINATIONS:
             group = "filter_envelope" if (source, destination) == ("env_2", "filter_1_cutoff") else "modulation"

@@ -19,8 +19,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from converter import parameters
 from converter.decode import MODULATION_THRESHOLD, output_slices
 from converter.parameters import (
+    EFFECT_KNOBS,
+    ENVELOPE_KNOBS,
     FILTERS,
     LFOS,
     MODULATION_DESTINATIONS,
@@ -32,24 +35,10 @@ from converter.parameters import (
     parameter_space,
 )
 
-OSCILLATOR_KNOBS = ("on", "level", "transpose", "tune", "wavetable", "wave_frame", "unison_voices", "unison_detune",
-                    "unison_blend", "spectral_morph_type", "spectral_morph_amount", "distortion_type",
-                    "distortion_amount", "destination")
-LFO_KNOBS = ("shape", "frequency", "fade_time", "smooth_time", "sync_type")
-ENVELOPE_KNOBS = ("delay", "attack", "hold", "decay", "sustain", "release", "attack_power", "decay_power",
-                  "release_power")
+OSCILLATOR_KNOBS = tuple(knob for knob, _, _ in parameters.OSCILLATOR_KNOBS)
+LFO_KNOBS = tuple(knob for knob, _, _ in parameters.LFO_KNOBS)
+FILTER_KNOBS = tuple(knob for knob, _, _ in parameters.FILTER_KNOBS if knob != "on")
 MODULATION_ENVELOPES = (2, 3)  # envelope 1 is the amplitude envelope; 2 and 3 only feed the grid
-FILTER_KNOBS = ("model", "style", "cutoff", "resonance", "drive", "blend", "keytrack", "filter_input")
-EFFECT_KNOBS = {
-    "chorus": ("dry_wet", "feedback", "frequency", "mod_depth", "delay_1"),
-    "compressor": ("mix", "attack", "release"),
-    "delay": ("dry_wet", "feedback", "frequency", "filter_cutoff"),
-    "distortion": ("type", "drive", "mix"),
-    "eq": ("low_gain", "band_gain", "band_cutoff", "high_gain"),
-    "flanger": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
-    "phaser": ("dry_wet", "feedback", "frequency", "mod_depth", "center"),
-    "reverb": ("dry_wet", "decay_time", "size", "pre_high_cutoff"),
-}
 # Oscillator distortion options that read another oscillator: option -> (family, which other).
 # Vital's "A" is the lower-numbered of the two other oscillators, "B" the higher
 # (ProducersModule::getFirstModulationIndex / getSecondModulationIndex).
