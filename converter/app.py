@@ -1,0 +1,71 @@
+"""vinv: one command with the converter's tools as subcommands, the packaged app's executable.
+
+A packaged app has a single executable, so ``vinv batch`` and ``vinv watch`` stand for vinv-batch
+and vinv-watch (same options), and ``vinv watch --install``/``--uninstall`` set up the Linux
+launcher and login entry (converter.desktop). Subcommands are imported only once chosen: the
+packaged app's worker processes start through this module too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from converter import __version__
+
+EXIT_OK, EXIT_USAGE = 0, 2
+DESKTOP_OPTIONS = frozenset({"--install", "--uninstall"})
+USAGE = """\
+usage: vinv batch DIR [DIR ...] [options]    convert every sample under each DIR
+       vinv watch [DIR] [options]             convert every sample dropped into DIR (default: the inbox)
+       vinv watch --install [DIR]             start the watcher at every login, add it to the menu (Linux)
+       vinv watch --uninstall                 undo --install
+       vinv --version                         vinv's version and the model it ships with
+
+`vinv batch --help` and `vinv watch --help` list each command's options."""
+
+
+def version_text() -> str:
+    """vinv's version and the shipped model's identity: what a bug report needs to name a build."""
+    from converter.model import DEFAULT_MODEL, ModelError, PresetModel
+
+    if not DEFAULT_MODEL.is_file():
+        return f"vinv {__version__}\nmodel: none shipped (pass --model PATH to batch and watch)"
+    try:
+        metadata = PresetModel.load(None, threads=1).metadata
+    except ModelError as error:
+        return f"vinv {__version__}\nmodel: unusable ({error})"
+    details = ", ".join(f"{key} {metadata[key]}" for key in ("step", "encoder", "precision") if key in metadata)
+    return f"vinv {__version__}\nmodel: {DEFAULT_MODEL.name}, recipe {metadata.get('recipe_id', 'unknown')} ({details})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(USAGE, file=sys.stderr)
+        return EXIT_USAGE
+    command, rest = args[0], args[1:]
+    if command in ("-h", "--help"):
+        print(USAGE)
+        return EXIT_OK
+    if command == "--version":
+        print(version_text())
+        return EXIT_OK
+    if command == "batch":
+        from converter import batch
+
+        return batch.main(rest)
+    if command == "watch" and DESKTOP_OPTIONS & set(rest):
+        from converter import desktop
+
+        return desktop.main(rest)
+    if command == "watch":
+        from converter import watch
+
+        return watch.main(rest)
+    print(f"{USAGE}\nvinv: unknown command {command!r}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
