@@ -1,0 +1,212 @@
+"""vinv-batch: convert every audio file under one or more folders, such as a whole sample pack.
+
+Inputs whose preset and preview are already newer than them are skipped (``--force`` converts them
+again), so a run stopped with Ctrl-C continues where it stopped when started again. Workers are
+processes (vita and onnxruntime want one engine per process), each loading the model once; every
+output appears whole or not at all, so stopping leaves nothing partial behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from converter.config import positive_int, seconds
+from converter.files import atomic_write_bytes
+from converter.jobs import ConversionPool, Job, JobOutcome, Status, WorkerSetup, WorkerSetupError, find_jobs
+
+REPORT_NAME = "vinv-report.csv"
+REPORT_COLUMNS = ("file", "status", "note", "match", "seconds", "preset", "error")
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class BatchReport:
+    """The outcome of every input of one run, skipped ones included."""
+
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def count(self, *statuses: Status) -> int:
+        return sum(outcome.status in statuses for outcome in self.outcomes)
+
+    @property
+    def failures(self) -> list[JobOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status in (Status.FAILED, Status.CHANGED)]
+
+    def summary(self) -> str:
+        """Counts, then each failure with its reason: what a user reads at the end of a run."""
+        lines = [
+            f"{self.count(Status.CONVERTED)} converted, {self.count(Status.SKIPPED)} skipped (already converted), "
+            f"{len(self.failures)} failed in {self.seconds:.1f} s"
+        ]
+        if self.interrupted:
+            lines.append("stopped before the end: run the same command again to continue")
+        lines += [f"failed: {outcome.source}: {outcome.error}" for outcome in self.failures]
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """One row per input (file, status, note, match 0-100, seconds, preset, error), written atomically."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        for outcome in sorted(self.outcomes, key=lambda outcome: str(outcome.source)):
+            writer.writerow([
+                outcome.source,
+                outcome.status.value,
+                outcome.note,
+                "" if outcome.similarity is None else f"{outcome.similarity:.1f}",
+                f"{outcome.seconds:.2f}" if outcome.status is not Status.SKIPPED else "",
+                outcome.preset or "",
+                outcome.error,
+            ])
+        return atomic_write_bytes(path, text.getvalue().encode("utf-8"))
+
+
+def plan_batch(
+    folders: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None, force: bool = False
+) -> tuple[list[Job], list[JobOutcome]]:
+    """The jobs to run and the skipped inputs, for ``folders`` (each mirrored under ``out_dir`` if given).
+
+    With several folders and ``out_dir``, each folder's tree goes under ``out_dir/<folder name>``.
+    """
+    folders = [Path(folder) for folder in folders]
+    out_roots: list[Path | None] = [None] * len(folders)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out_roots = [out] if len(folders) == 1 else [out / Path(os.path.realpath(folder)).name for folder in folders]
+    jobs, skipped, seen = [], [], set()
+    for folder, out_root in zip(folders, out_roots):
+        for job in find_jobs(folder, out_root):
+            if job.source in seen:  # nested folders on the command line
+                continue
+            seen.add(job.source)
+            if not force and job.is_done():
+                skipped.append(JobOutcome(job.source, Status.SKIPPED, preset=job.preset))
+            else:
+                jobs.append(job)
+    return jobs, skipped
+
+
+def convert_folders(
+    folders: Sequence[str | os.PathLike[str]],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    threads: int = 1,
+    model: str | os.PathLike[str] | None = None,
+    refine_seconds: float = 0.0,
+    force: bool = False,
+    progress: bool = True,
+    conversion: Callable[..., Any] | None = None,
+) -> BatchReport:
+    """Convert every input under ``folders`` with ``workers`` processes (default: one per core).
+
+    ``conversion`` replaces converter.convert.convert (a stand-in for tests; it gets ``model=None``).
+    KeyboardInterrupt stops the workers and returns the report so far, marked interrupted. Raises
+    WorkerSetupError when the model cannot be loaded.
+    """
+    started = time.perf_counter()
+    jobs, skipped = plan_batch(folders, out_dir, force)
+    report = BatchReport(outcomes=list(skipped))
+    if jobs:
+        setup = WorkerSetup(
+            model=Path(model) if model is not None else None,
+            threads=threads,
+            refine_seconds=refine_seconds,
+            conversion=conversion,
+        )
+        pool = ConversionPool(max(1, min(workers or os.cpu_count() or 1, len(jobs))), setup)
+        try:
+            with tqdm(total=len(jobs), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+                pool.check()
+                for done in as_completed([pool.submit(job) for job in jobs]):
+                    outcome = done.result()
+                    report.outcomes.append(outcome)
+                    if outcome.status is not Status.CONVERTED:
+                        bar.write(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+                    bar.set_postfix(failed=len(report.failures), refresh=False)
+                    bar.update()
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            pool.close(grace_seconds=0)  # running jobs are interrupted and leave nothing behind
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vinv-batch",
+        description="Convert every audio file under each DIR (recursively) into a Vital preset and a preview.",
+        epilog="Exit status: 0 all converted or skipped, 1 some failed, 2 usage error, 130 interrupted.",
+    )
+    parser.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folder of samples to convert")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write outputs into DIR, mirroring the input tree (default: beside each input)")
+    parser.add_argument("--force", action="store_true", help="convert inputs whose preset is already newer too")
+    parser.add_argument("--refine", type=seconds, default=0.0, metavar="SECONDS",
+                        help="search time per file to improve on the model's answer (default: 0)")
+    parser.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per core)")
+    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                        help="onnxruntime threads per worker (default: 1)")
+    parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")
+    parser.add_argument("--report", type=Path, metavar="PATH",
+                        help=f"CSV report (default: {REPORT_NAME} in --out, or else in the first DIR)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        if not folder.is_dir():
+            parser.error(f"{folder} is not a folder")
+    if args.out is not None and len(args.folders) > 1:
+        names = [Path(os.path.realpath(folder)).name for folder in args.folders]
+        if len(set(names)) != len(names):
+            parser.error("with --out, the folders must have different names (each goes into --out/<name>)")
+    if args.model is not None and not args.model.is_file():
+        parser.error(f"model file not found: {args.model}")
+    report_path = args.report or (args.out or args.folders[0]) / REPORT_NAME
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C does
+    try:
+        report = convert_folders(
+            args.folders,
+            out_dir=args.out,
+            workers=args.workers,
+            threads=args.threads,
+            model=args.model,
+            refine_seconds=args.refine,
+            force=args.force,
+            progress=not args.quiet,
+        )
+    except WorkerSetupError as error:
+        print(f"vinv-batch: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report.write_csv(report_path)
+    print(f"{report.summary()}\nreport: {report_path}")
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if report.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
