@@ -1,0 +1,210 @@
+"""How fast convert() is on 2 cores, how much memory it takes, and how much refinement buys.
+
+Run ``python benchmarks/bench_convert.py [--model PATH]`` from the repo root. It prints and
+asserts nothing. Inputs are 3 s WAVs of patches drawn by the dataset's sampler
+(``training.sampling``) and rendered by Vital, so the right answer is always a Vital preset.
+
+- throughput: files/s with two worker processes (one per core, one onnxruntime thread each, like
+  vinv-batch), without refinement and with ``refine_seconds=2``;
+- memory: the peak resident set of a worker process;
+- quality: the median MR-STFT distance of the model alone, of the model refined for 2 s, and of
+  the best of 64 sampler patches (64 renders: random search with a bigger budget). Refinement is
+  also run from a "near miss", the true patch with every knob jittered by up to 0.15: what it
+  adds to a decent model, which an untrained model cannot show.
+
+Without ``--model`` the shipped model is used, or else a random compact model is exported first
+(needs torch): its speed is a real model's, its quality figures are not.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Two workers on two cores: one BLAS thread each (numpy reads this once, at import).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from converter.convert import CANDIDATES, analyse, convert, predict, tune  # noqa: E402
+from converter.input_audio import read_audio  # noqa: E402
+from converter.model import DEFAULT_MODEL, PresetModel  # noqa: E402
+from converter.parameters import Kind, parameter_space  # noqa: E402
+from converter.preset import preset_from_vector  # noqa: E402
+from converter.refine import refine  # noqa: E402
+from converter.render import SAMPLE_RATE, render  # noqa: E402
+
+WORKERS = 2
+INPUT_SECONDS = 3.0
+FILES = 16
+REFINED_FILES = 6
+REFINE_SECONDS = 2.0
+QUALITY_TARGETS = 6
+RANDOM_RENDERS = 64
+NEAR_MISS = 0.15
+SEED = 7
+
+
+def sampler_patch(rng: np.random.Generator, pitch: int, note_length: float) -> np.ndarray:
+    """One patch as the dataset draws them, for this note."""
+    from training.sampling import Performance, patch_from_row
+
+    space = parameter_space()
+    return patch_from_row(rng.random(len(space)), rng, Performance(pitch, 0.8, note_length), space)
+
+
+def make_inputs(folder: Path, count: int) -> list[tuple[Path, np.ndarray]]:
+    """``count`` 3 s WAVs of sampler patches held 0.5-2 s at MIDI 36-84, with each patch's vector."""
+    rng = np.random.default_rng(SEED)
+    inputs = []
+    while len(inputs) < count:
+        pitch, note_length = int(rng.integers(36, 85)), float(rng.uniform(0.5, 2.0))
+        vector = sampler_patch(rng, pitch, note_length)
+        audio = render(preset_from_vector(vector), pitch, 0.8, note_length, INPUT_SECONDS)
+        peak = float(np.abs(audio).max())
+        if not 1e-3 < peak < 2.0:  # silent or clipped draws are redrawn, as the dataset does
+            continue
+        path = folder / f"input-{len(inputs):02d}.wav"
+        soundfile.write(path, (audio * (0.5 / peak)).T, SAMPLE_RATE, subtype="PCM_16")
+        inputs.append((path, vector))
+    return inputs
+
+
+def near_miss(vector: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The true patch with every knob off by up to ``NEAR_MISS`` of its range: a stand-in for a decent model."""
+    space = parameter_space()
+    missed = np.array(vector, dtype=np.float32)
+    knobs = space.indices(Kind.CONTINUOUS)
+    missed[knobs] = np.clip(missed[knobs] + rng.uniform(-NEAR_MISS, NEAR_MISS, len(knobs)), 0.0, 1.0)
+    return missed
+
+
+def random_model(folder: Path) -> Path:
+    """A randomly initialised compact model of the default size, exported to ONNX."""
+    import torch
+
+    from export.onnx import export_model
+    from training.checkpoint import save_checkpoint
+    from training.model import ParameterModel
+
+    torch.manual_seed(0)
+    save_checkpoint(ParameterModel(encoder="compact"), folder / "checkpoint", step=0, recipe={"bench": True})
+    return export_model(folder / "checkpoint", folder / "random.onnx")
+
+
+class _Worker:
+    model: PresetModel | None = None
+    out: Path | None = None
+
+
+def _start_worker(model_path: str, out: str, warm_up: str, ready) -> None:
+    _Worker.model = PresetModel.load(model_path, threads=1)
+    _Worker.out = Path(out)
+    convert(warm_up, model=_Worker.model, out_dir=_Worker.out)  # resampy's JIT and first-call caches
+    ready.wait()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set. Linux's VmHWM, not ru_maxrss: a spawned worker's ru_maxrss
+    starts at its parent's peak at fork time, torch and all."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _convert(job: tuple[str, float]) -> tuple[dict[str, float], float]:
+    path, refine_seconds = job
+    result = convert(path, model=_Worker.model, out_dir=_Worker.out, refine_seconds=refine_seconds)
+    return result.timings, peak_rss_mb()
+
+
+def throughput(model_path: Path, paths: list[Path], refine_seconds: float, out: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(WORKERS + 1)
+    setup = (str(model_path), str(out), str(paths[0]), ready)
+    with context.Pool(WORKERS, initializer=_start_worker, initargs=setup) as pool:
+        ready.wait()  # every worker has loaded the model and converted one file
+        started = time.perf_counter()
+        results = pool.map(_convert, [(str(path), refine_seconds) for path in paths], chunksize=1)
+        elapsed = time.perf_counter() - started
+    stages = {name: np.median([timings[name] for timings, _ in results]) for name in results[0][0]}
+    label = f"refine {refine_seconds:g} s" if refine_seconds else "no refinement"
+    print(f"{label:>14}: {len(paths) / elapsed:5.2f} files/s on {WORKERS} cores "
+          f"({len(paths)} files in {elapsed:.1f} s); peak RSS per worker {max(rss for _, rss in results):.0f} MB")
+    print(" " * 16 + "median seconds per file: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
+
+
+def quality(model: PresetModel, inputs: list[tuple[Path, np.ndarray]]) -> None:
+    space = parameter_space()
+    rng = np.random.default_rng(SEED + 1)
+    rows: dict[str, list[float]] = {name: [] for name in ("model", "refined", "near miss", "near miss refined",
+                                                          "random")}
+    renders = []
+    for path, truth in inputs:
+        analysis = analyse(read_audio(path))
+        note = analysis.note
+        play = {"pitch": note.pitch, "note_length": note.length}
+        prediction = predict(model, analysis, candidates=CANDIDATES, space=space)
+        result = refine(analysis.target, prediction.starts(space), seconds=REFINE_SECONDS, **play)
+        rows["model"].append(result.start_distance)
+        rows["refined"].append(result.distance)
+        renders.append(result.renders)
+        miss = tune(near_miss(truth, rng), note, space)
+        result = refine(analysis.target, [miss], seconds=REFINE_SECONDS, **play)
+        rows["near miss"].append(result.start_distance)
+        rows["near miss refined"].append(result.distance)
+        randoms = [tune(sampler_patch(rng, note.pitch, note.length), note, space)
+                   for _ in range(RANDOM_RENDERS)]
+        rows["random"].append(refine(analysis.target, randoms, seconds=1e9, max_renders=RANDOM_RENDERS, **play).distance)
+    medians = {name: float(np.median(values)) for name, values in rows.items()}
+    print(f"quality on {len(inputs)} sampler targets: median MR-STFT distance (lower is better), renders of "
+          f"the note + 0.5 s; model {'with' if model.has_candidates else 'without'} a flow head")
+    print(f"    model alone                {medians['model']:.3f}")
+    print(f"    model refined {REFINE_SECONDS:g} s         {medians['refined']:.3f}  "
+          f"({100 * (1 - medians['refined'] / medians['model']):.0f}% below; median {np.median(renders):.0f} renders)")
+    print(f"    near miss (truth ±{NEAR_MISS:g})     {medians['near miss']:.3f}")
+    print(f"    near miss refined {REFINE_SECONDS:g} s     {medians['near miss refined']:.3f}  "
+          f"({100 * (1 - medians['near miss refined'] / medians['near miss']):.0f}% below)")
+    print(f"    best of {RANDOM_RENDERS} sampler patches  {medians['random']:.3f}")
+    for name, values in rows.items():
+        print(f"    {name:>18}: " + " ".join(f"{value:.2f}" for value in values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="exported vinv model (default: shipped, else a random one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vinv-bench-") as scratch:
+        folder = Path(scratch)
+        model_path = args.model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+        if model_path is None:
+            print("no shipped model: exporting a random compact model (speed is real, quality is not)")
+            model_path = random_model(folder)
+        model = PresetModel.load(model_path, threads=1)  # a stale model fails here, not in every worker
+        out = folder / "out"
+        out.mkdir()
+        inputs = make_inputs(folder, FILES)
+        paths = [path for path, _ in inputs]
+        print(f"{FILES} inputs of {INPUT_SECONDS:g} s, model {model_path.name}, numpy {np.__version__}, "
+              f"{os.cpu_count()} CPUs visible")
+        throughput(model_path, paths, 0.0, out)
+        throughput(model_path, paths[:REFINED_FILES], REFINE_SECONDS, out)
+        quality(model, inputs[:QUALITY_TARGETS])
+        print(f"peak RSS of this process (inputs, quality runs): {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
