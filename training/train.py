@@ -36,6 +36,7 @@ from training.model import ParameterModel
 
 WARMUP_STEPS = 200
 LATEST = "latest"
+BEST = "best"  # the checkpoint with the lowest validation loss so far: what evaluation and export use
 VALIDATION_BATCHES = 16
 
 
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             optimizer.load_state_dict(state)
     step, epoch = int(trainer.get("step", 0)), int(trainer.get("epoch", 0))
     spent = float(trainer.get("seconds", 0.0))
+    best_loss = float(trainer.get("best_validation", math.inf))
     total_steps = args.epochs * train.steps_per_epoch()
     deadline = invoked + args.minutes * 60 if args.minutes else None
     recipe = {"id": out.name, "command": command, "seed": args.seed, "encoder": model.encoder_kind,
@@ -232,10 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{'cached' if not args.no_cache else 'uncached'} features"
              + (f", resuming at epoch {epoch} step {step}" if resume else ""), log_file)
 
+    def trainer_state() -> dict:
+        return {"step": step, "epoch": epoch, "seconds": spent, "best_validation": best_loss}
+
     def checkpoint() -> None:
         if leader:
             save_checkpoint(model, latest, step=step, optimizer_state=optimizer.state_dict(),
-                            recipe={**recipe, "trainer": {"step": step, "epoch": epoch, "seconds": spent}})
+                            recipe={**recipe, "trainer": trainer_state()})
 
     resumed_spent = spent
     started = time.perf_counter() - spent
@@ -276,7 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate = clips / max(time.perf_counter() - epoch_start, 1e-9)
             line = f"epoch {epoch} step {step} train {_format(_mean_terms(results))} | {rate:.1f} clips/s"
             if val is not None:
-                line += f" | val {_format(validate(step_module, val))}"
+                scores = validate(step_module, val)
+                line += f" | val {_format(scores)}"
+                if scores["total"] < best_loss:
+                    best_loss = scores["total"]
+                    save_checkpoint(model, out / BEST, step=step, recipe={**recipe, "trainer": trainer_state()})
+                    line += " | best"
             _log(line + f" | lr {optimizer.param_groups[0]['lr']:.2e} | {spent / 60:.1f} min", log_file)
         checkpoint()
         last_save = time.perf_counter()
