@@ -1,4 +1,9 @@
-"""Audio as the model hears it: 24 kHz mono float32 (MERT's input format)."""
+"""Audio as the model hears it: 24 kHz mono float32 (MERT's input format), 5 s from the onset.
+
+Clip policy (``prepare_clip``), shared by training, export and the converter: the clip starts 10 ms
+before the onset (the first sample within 40 dB of the peak), keeps 5 s, and zero-pads anything
+shorter. Leading silence is dropped, and a longer sound is judged by its first 5 s.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ import numpy as np
 import resampy
 
 MODEL_SAMPLE_RATE = 24000
+CLIP_SECONDS = 5
+CLIP_SAMPLES = MODEL_SAMPLE_RATE * CLIP_SECONDS
+ONSET_DB = -40.0  # a sound starts at its first sample within 40 dB of its peak
+PRE_ROLL_SAMPLES = MODEL_SAMPLE_RATE // 100  # keep 10 ms before the onset, so the attack is whole
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -25,3 +34,26 @@ def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate == MODEL_SAMPLE_RATE:
         return mono
     return resampy.resample(mono, sample_rate, MODEL_SAMPLE_RATE, filter="kaiser_fast").astype(np.float32)
+
+
+def find_onset(audio: np.ndarray, onset_db: float = ONSET_DB) -> int:
+    """Index of the first sample within ``onset_db`` of the peak: leading silence ends there."""
+    magnitude = np.abs(np.asarray(audio, dtype=np.float32))
+    peak = float(magnitude.max()) if magnitude.size else 0.0
+    if peak == 0.0:
+        return 0
+    return int(np.argmax(magnitude >= peak * 10 ** (onset_db / 20)))
+
+
+def prepare_clip(audio: np.ndarray) -> np.ndarray:
+    """Mono 24 kHz audio of any length -> exactly ``CLIP_SAMPLES`` float32 samples, from the onset."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+    if audio.size and not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+    start = max(0, find_onset(audio) - PRE_ROLL_SAMPLES)
+    kept = audio[start:start + CLIP_SAMPLES]
+    clip[: kept.size] = kept
+    return clip

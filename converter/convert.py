@@ -31,19 +31,18 @@ import numpy as np
 import resampy
 import soundfile
 
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
+from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, to_model_rate
 from converter.decode import decode_outputs
 from converter.distance import prepare_target, similarity
 from converter.files import atomic_write_bytes
 from converter.input_audio import AudioFileError, InputAudio, read_audio
-from converter.model import CLIP_SAMPLES, PresetModel
-from converter.note import Note, detect_note, find_onset
+from converter.model import PresetModel
+from converter.note import Note, detect_note
 from converter.parameters import OSCILLATORS, ParameterSpace, parameter_space
 from converter.preset import preset_from_vector, write_preset
 from converter.refine import VELOCITY, refine, runner_up_starts
 from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 
-PRE_ROLL_SECONDS = 0.01  # the model's clip starts this long before the onset (training's clip policy)
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head, as refinement starts
 SEED = 0
@@ -79,27 +78,15 @@ class Analysis:
     """The note found in the input, and the input as the model and the scoring need it."""
 
     note: Note
-    clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, from just before the onset: what the model hears
+    clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
     target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
-
-
-def model_clip(audio: np.ndarray) -> np.ndarray:
-    """Mono 24 kHz audio -> the model's 5 s clip, starting 10 ms before the onset, zero-padded.
-
-    The same policy as ``training.frontend.prepare_clip``, which the model was trained with.
-    """
-    clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-    start = max(0, find_onset(audio) - round(PRE_ROLL_SECONDS * MODEL_SAMPLE_RATE))
-    kept = np.asarray(audio, dtype=np.float32)[start : start + CLIP_SAMPLES]
-    clip[: kept.size] = kept
-    return clip
 
 
 def analyse(audio: InputAudio) -> Analysis:
     """Find the note and cut the input at its onset, for the model and for scoring."""
     rate = audio.sample_rate
     onset = find_onset(audio.samples)
-    lead = min(onset, round(PRE_ROLL_SECONDS * rate))
+    lead = min(onset, round(PRE_ROLL_SAMPLES * rate / MODEL_SAMPLE_RATE))
     segment = audio.samples[onset - lead : onset + round(ANALYSIS_SECONDS * rate)]
     at_model_rate = to_model_rate(segment, rate)
     at_vital_rate = segment
@@ -107,7 +94,7 @@ def analyse(audio: InputAudio) -> Analysis:
         at_vital_rate = resampy.resample(segment, rate, SAMPLE_RATE, filter="kaiser_fast")
     note = detect_note(at_model_rate[round(lead * MODEL_SAMPLE_RATE / rate):], MODEL_SAMPLE_RATE)
     target = np.asarray(at_vital_rate[round(lead * SAMPLE_RATE / rate):], dtype=np.float32)
-    return Analysis(note, model_clip(at_model_rate), target)
+    return Analysis(note, prepare_clip(at_model_rate), target)
 
 
 def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) -> np.ndarray:

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from converter.audio import MODEL_SAMPLE_RATE
+from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE
 from converter.parameters import parameter_space
 from converter.wavetables import BANK_VERSION
 
-CLIP_SAMPLES = 120_000  # 5 s at MODEL_SAMPLE_RATE: the model's fixed input length
 FORMAT_VERSION = "1"  # bump when the metadata keys or the graph's inputs/outputs change meaning
 DEFAULT_MODEL = Path(__file__).parent / "models" / "vinv-default.onnx"
 AUDIO_INPUT, NOISE_INPUT = "audio", "noise"

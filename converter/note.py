@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_NOTE = 60  # what unpitched sounds are played at: Vital's (and most keyboards') middle C
-ONSET_DB = -40.0  # a sound starts at its first sample within 40 dB of its peak (the model's clip policy)
 END_DB = -30.0  # the key is released when the envelope last falls below 30 dB under its peak
 MIN_LENGTH, MAX_LENGTH = 0.05, 4.5  # seconds a note is held: the model hears 5 s clips
 
@@ -45,15 +44,6 @@ class Note:
         """The note as Vital names it, MIDI 60 being C3: 'A#2'."""
         names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
         return f"{names[self.pitch % 12]}{self.pitch // 12 - 2}"
-
-
-def find_onset(audio: np.ndarray, onset_db: float = ONSET_DB) -> int:
-    """Index of the first sample within ``onset_db`` of the peak: leading silence ends there."""
-    magnitude = np.abs(np.asarray(audio, dtype=np.float32))
-    peak = float(magnitude.max()) if magnitude.size else 0.0
-    if peak == 0.0:
-        return 0
-    return int(np.argmax(magnitude >= peak * 10 ** (onset_db / 20)))
 
 
 def envelope(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -146,7 +136,7 @@ def estimate_pitch(audio: np.ndarray, sample_rate: int) -> tuple[float | None, f
 
 
 def detect_note(audio: np.ndarray, sample_rate: int) -> Note:
-    """The note of a mono sound that starts at its onset (see ``find_onset``)."""
+    """The note of a mono sound that starts at its onset (see ``converter.audio.find_onset``)."""
     midi, confidence = estimate_pitch(audio, sample_rate)
     length = note_length(audio, sample_rate)
     if midi is None:

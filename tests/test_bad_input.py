@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import soundfile
 from converter import convert as convert_module
 from converter.convert import ConversionError, convert
 from converter.input_audio import MAX_SECONDS
-from test_convert import tiny_model, write_vital_sound  # noqa: F401  (tiny_model is a shared fixture)
+from test_convert import write_vital_sound
 
 RATE = 44100
 
@@ -111,13 +110,11 @@ def test_ten_minutes_reads_only_the_start(tmp_path, tiny_model):
             sound.write(np.zeros((60 * rate, 1), np.float32))
     assert soundfile.info(path).duration > minutes * 60 > MAX_SECONDS
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         result = convert(path, model=tiny_model)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 30
     assert peak < 64 * 1024 * 1024  # 10 min at 8 kHz is 19 MB as float32: never all of it at once
     assert result.note == 57 and result.preview_path.is_file()
 

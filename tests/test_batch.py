@@ -31,29 +31,6 @@ from converter.jobs import (
 from converter.preset import AUTHOR
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"encoder": "compact", "embedding_dim": 16, "head_hidden": 16,
-              "compact": {"stem_channels": 2, "width": 16, "blocks": 1, "squeeze": 4}}
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory) -> Path:
-    """A small random model, checkpointed and exported as vinv-export does: nonsense outputs, real plumbing.
-
-    test_watch imports this fixture, which makes it a second session fixture: both use one file.
-    """
-    torch = pytest.importorskip("torch")
-    from export.onnx import export_model
-    from training.checkpoint import save_checkpoint
-    from training.model import ParameterModel
-
-    folder = tmp_path_factory.getbasetemp() / "tiny-model"
-    if not (folder / "tiny.onnx").is_file():
-        torch.manual_seed(0)
-        save_checkpoint(ParameterModel(**TINY_MODEL), folder / "checkpoint", step=0, recipe={"purpose": "vinv tests"})
-        export_model(folder / "checkpoint", folder / "tiny.onnx")
-    return folder / "tiny.onnx"
-
-
 def tone(seconds: float = 0.25, hz: float = 220.0, rate: int = 22050) -> np.ndarray:
     """A plucked sine: short, so that a test converts many of them."""
     t = np.arange(round(seconds * rate)) / rate

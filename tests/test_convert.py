@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +11,17 @@ import soundfile
 import vita
 
 from converter import convert as convert_module
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
+from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, to_model_rate
 from converter.convert import (
-    CLIP_SAMPLES,
     ConversionError,
     analyse,
     convert,
     match_loudness,
-    model_clip,
     predict,
     tune,
 )
 from converter.decode import decode_outputs
 from converter.input_audio import InputAudio, read_audio
-from converter.model import PresetModel
 from converter.note import Note, detect_note
 from converter.parameters import parameter_space
 from converter.preset import preset_from_vector
@@ -33,28 +29,6 @@ from converter.render import SAMPLE_RATE, TAIL_SECONDS, render
 from converter.wavetables import default_bank
 
 SPACE = parameter_space()
-
-
-@lru_cache(maxsize=1)
-def _tiny_onnx(folder: Path) -> Path:
-    """A small random compact model, checkpointed and exported the way vinv-export does it."""
-    torch = pytest.importorskip("torch")
-    from export.onnx import export_model
-    from training.checkpoint import save_checkpoint
-    from training.model import ParameterModel
-
-    torch.manual_seed(0)
-    model = ParameterModel(encoder="compact", embedding_dim=16, head_hidden=16,
-                           compact={"stem_channels": 2, "width": 16, "blocks": 1, "squeeze": 4},
-                           flow={"hidden": 16, "depth": 1, "steps": 2})
-    save_checkpoint(model, folder / "checkpoint", step=0, recipe={"purpose": "converter tests"})
-    return export_model(folder / "checkpoint", folder / "tiny.onnx")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> PresetModel:
-    """A real onnxruntime session on a random model with a flow head: nonsense outputs, real plumbing."""
-    return PresetModel.load(_tiny_onnx(tmp_path_factory.getbasetemp()), threads=1)
 
 
 def patch(table: str = "Saw", cutoff: float | None = None, decay: float = 0.45, sustain: float = 0.4) -> np.ndarray:
@@ -147,17 +121,6 @@ def test_prediction_is_tuned_and_offers_candidates_to_refine(tmp_path, tiny_mode
     assert predict(tiny_model, analysis).candidates == ()
     answer = decode_outputs(tiny_model.predict(analysis.clip[None, :]))[0]
     np.testing.assert_array_equal(prediction.vector, tune(answer, analysis.note))
-
-
-def test_model_clip_follows_the_training_policy():
-    rng = np.random.default_rng(0)
-    audio = np.concatenate([np.zeros(5000, np.float32), rng.uniform(-1, 1, 200_000).astype(np.float32)])
-    clip = model_clip(audio)
-    assert clip.shape == (CLIP_SAMPLES,)
-    np.testing.assert_array_equal(clip, audio[5000 - 240 : 5000 - 240 + CLIP_SAMPLES])
-    frontend = pytest.importorskip("training.frontend")
-    for sound in (audio, audio[:30_000], np.zeros(10, np.float32)):
-        np.testing.assert_array_equal(model_clip(sound), frontend.prepare_clip(sound))
 
 
 def test_analyse_cuts_the_target_at_the_onset():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from converter.decode import decode_outputs, output_slices
-from converter.parameters import LFOS, MODULATION_DESTINATIONS, MODULATION_SOURCES, OSCILLATORS, Kind, \
+from converter.parameters import MODULATION_DESTINATIONS, MODULATION_SOURCES, OSCILLATORS, Kind, \
     modulation_name, parameter_space
 from training.frontend import (
     CLIP_SAMPLES,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
-from converter.note import DEFAULT_NOTE, MAX_LENGTH, MIN_LENGTH, Note, detect_note, find_onset, note_length
+from converter.audio import find_onset
+from converter.note import DEFAULT_NOTE, MAX_LENGTH, MIN_LENGTH, Note, detect_note, note_length
 from converter.parameters import parameter_space
 from converter.preset import preset_from_vector
 from converter.render import SAMPLE_RATE, render

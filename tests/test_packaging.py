@@ -23,8 +23,6 @@ from converter import __version__, app
 from converter.model import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"encoder": "compact", "embedding_dim": 16, "head_hidden": 16,
-              "compact": {"stem_channels": 2, "width": 16, "blocks": 1, "squeeze": 4}}
 TRAINING_LIBRARIES = ("torch", "torchaudio", "transformers", "nnAudio", "scipy", "librosa", "training", "export")
 # The issue's target is 250 MB. The bundle is ~313 MiB, 175 MiB of it numba + llvmlite, which resampy
 # compiles its resampler with (~133 MiB without them). This limit catches a training library slipping in.
@@ -73,19 +71,11 @@ def test_batch_help_runs_through_the_command_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_args(tmp_path_factory) -> list[str]:
-    """No arguments when a default model ships; else ``--model`` and a tiny random model (nonsense, real plumbing)."""
+def model_args(request) -> list[str]:
+    """No arguments when a default model ships; else ``--model`` and the tiny random model."""
     if DEFAULT_MODEL.is_file():
         return []
-    torch = pytest.importorskip("torch")
-    from export.onnx import export_model
-    from training.checkpoint import save_checkpoint
-    from training.model import ParameterModel
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    save_checkpoint(ParameterModel(**TINY_MODEL), folder / "checkpoint", step=3, recipe={"purpose": "packaging tests"})
-    return ["--model", str(export_model(folder / "checkpoint", folder / "tiny.onnx"))]
+    return ["--model", str(request.getfixturevalue("tiny_model_path"))]
 
 
 @pytest.mark.slow

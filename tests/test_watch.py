@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from test_batch import REPO, leftovers, tiny_model_path, tone, write_tone  # noqa: F401 (tiny_model_path: fixture)
+from test_batch import REPO, leftovers, tone, write_tone
 
 from converter import watch
 from converter.config import WatchSettings

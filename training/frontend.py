@@ -6,10 +6,8 @@ the feature cache runs this same module once per dataset. Everything here is bui
 (``CQT1992v2`` with librosa normalisation, zero padding), cut into one short convolution per octave:
 the same numbers at a fraction of the cost, because a high bin's kernel is mostly zeros.
 
-Clip policy (``prepare_clip``): mono 24 kHz audio is cut to start 10 ms before its onset (the first
-sample within 40 dB of the clip's peak) and to last exactly 5 s: longer audio loses everything after
-5 s, shorter audio is zero-padded at the end, silence stays silence. Training applies the same
-policy to the dataset, so a note's start is where the model expects it whatever the recording's lead-in.
+The clip policy (``prepare_clip``, 5 s from 10 ms before the onset) lives in ``converter.audio`` so
+training, export and the converter cut clips identically.
 """
 
 from __future__ import annotations
@@ -24,34 +22,14 @@ from nnAudio.utils import create_cqt_kernels
 from torch import nn
 from torch.nn import functional as F
 
-SAMPLE_RATE = 24000
-CLIP_SECONDS = 5
-CLIP_SAMPLES = SAMPLE_RATE * CLIP_SECONDS
-ONSET_DB = -40.0
-PRE_ROLL_SAMPLES = SAMPLE_RATE // 100
+from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, prepare_clip
+
+__all__ = ["CLIP_SAMPLES", "PRE_ROLL_SAMPLES", "SAMPLE_RATE", "Frontend", "FrontendConfig", "normalise_clip",
+           "prepare_clip"]
+
+SAMPLE_RATE = MODEL_SAMPLE_RATE
 NORMALISE_EPSILON = 1e-7  # MERT's feature extractor: (x - mean) / sqrt(var + 1e-7)
 LOG_FLOOR = 1e-4  # ~80 dB of range, well above float32 rounding of the STFT/CQT sums (ONNX parity)
-
-
-def prepare_clip(audio: np.ndarray) -> np.ndarray:
-    """Mono 24 kHz audio of any length -> exactly ``CLIP_SAMPLES`` float32 samples, from the onset."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
-    clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-    if audio.size == 0:
-        return clip
-    magnitude = np.abs(audio)
-    peak = float(magnitude.max())
-    if not np.isfinite(peak):
-        raise ValueError("audio contains NaN or infinite samples")
-    if peak == 0.0:
-        return clip
-    onset = int(np.argmax(magnitude >= peak * 10 ** (ONSET_DB / 20)))
-    start = max(0, onset - PRE_ROLL_SAMPLES)
-    kept = audio[start:start + CLIP_SAMPLES]
-    clip[: kept.size] = kept
-    return clip
 
 
 def normalise_clip(audio: torch.Tensor) -> torch.Tensor:
