@@ -489,9 +489,10 @@ def _note_name(result: Any) -> str:
     """The detected note as Vital names it (MIDI 60 is C3), with cents; empty for unpitched sounds."""
     if not result.pitched:
         return ""
-    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-    note, cents = int(result.note), round(result.cents)
-    return f"{names[note % 12]}{note // 12 - 2}" + (f" {cents:+d}c" if cents else "")
+    from converter.note import note_name  # here, not at the top: the idle daemon never loads numpy
+
+    cents = round(result.cents)
+    return note_name(int(result.note)) + (f" {cents:+d}c" if cents else "")
 
 
 def _one_line(error: BaseException) -> str:

@@ -42,8 +42,13 @@ class Note:
     @property
     def name(self) -> str:
         """The note as Vital names it, MIDI 60 being C3: 'A#2'."""
-        names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-        return f"{names[self.pitch % 12]}{self.pitch // 12 - 2}"
+        return note_name(self.pitch)
+
+
+def note_name(pitch: int) -> str:
+    """A MIDI note as Vital (and Ableton) name it, MIDI 60 being C3."""
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[pitch % 12]}{pitch // 12 - 2}"
 
 
 def envelope(audio: np.ndarray, sample_rate: int) -> np.ndarray:

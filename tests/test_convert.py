@@ -104,9 +104,12 @@ def test_reads_common_formats(tmp_path, tiny_model, suffix, options):
 def test_refinement_keeps_or_improves_the_match(tmp_path, tiny_model):
     source = tmp_path / "bass.wav"
     write_vital_sound(source, pitch=45, note_length=0.4, vector=patch(cutoff=0.35, decay=0.3, sustain=0.0))
-    result = convert(source, model=tiny_model, refine_seconds=1.0)
-    assert result.timings["refine"] < 2.0
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "refined").mkdir()
+    plain = convert(source, model=tiny_model, out_dir=tmp_path / "plain")
+    result = convert(source, model=tiny_model, out_dir=tmp_path / "refined", refine_seconds=1.0)
     assert np.isfinite(result.distance) and isinstance(result.refined, bool)
+    assert result.distance <= plain.distance + 1e-9
     assert vita.Synth().load_json(result.preset_path.read_text())
 
 
