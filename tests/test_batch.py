@@ -201,7 +201,8 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, tiny_model_path):
     pack = tmp_path / "pack"
     for k in range(24):
         write_tone(pack / f"tone{k:02d}.wav", hz=110.0 * 2 ** (k / 12))
-    running = run_batch(str(pack), "--model", str(tiny_model_path), "--workers", "2", "--quiet")
+    # a second of refinement per file keeps the run going long enough to interrupt on a fast machine
+    running = run_batch(str(pack), "--model", str(tiny_model_path), "--workers", "2", "--quiet", "--refine", "1")
     deadline = time.monotonic() + 120
     while len(list(pack.glob("*.vital"))) < 3 and running.poll() is None:
         assert time.monotonic() < deadline, "no presets appeared"
