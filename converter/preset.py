@@ -47,11 +47,9 @@ class PresetError(ValueError):
 @lru_cache(maxsize=1)
 def _template() -> str:
     """Vital's init patch with our wavetables and noise sample, as JSON text (copied per preset)."""
-    from converter.render import shared_engine
+    import vita
 
-    synth = shared_engine()
-    synth.load_init_preset()
-    preset = json.loads(synth.to_json())
+    preset = json.loads(vita.Synth().to_json())  # a new engine holds the init patch
     preset["synth_version"] = VITAL_VERSION
     bank = default_bank()
     init_table = bank[bank.index(INIT_WAVETABLE)].to_vital()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 
 import numpy as np
 
@@ -13,14 +12,6 @@ TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb
 
 class RenderError(RuntimeError):
     """Vital refused the preset or produced unusable audio."""
-
-
-@lru_cache(maxsize=1)
-def shared_engine():
-    """A long-lived engine for work that renders nothing (reading Vital's init patch)."""
-    import vita
-
-    return vita.Synth()
 
 
 def render(
