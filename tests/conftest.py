@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import vita
 
 from converter.model import PresetModel
+from converter.parameters import ParameterSpace, parameter_space
 
 # Small enough to build and export in seconds; random weights give nonsense presets, real plumbing.
 TINY_MODEL = {
@@ -36,3 +38,14 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def tiny_model(tiny_model_path) -> PresetModel:
     """The tiny model as the converter loads it: a real onnxruntime session."""
     return PresetModel.load(tiny_model_path, threads=1)
+
+
+@pytest.fixture(scope="module")
+def space() -> ParameterSpace:
+    return parameter_space()
+
+
+@pytest.fixture(scope="module")
+def synth() -> vita.Synth:
+    """An engine of the test's own, for loading presets and reading them back."""
+    return vita.Synth()

@@ -62,16 +62,6 @@ REQUIRED_HELD = (
 )
 
 
-@pytest.fixture(scope="module")
-def space() -> ParameterSpace:
-    return parameter_space()
-
-
-@pytest.fixture(scope="module")
-def synth() -> vita.Synth:
-    return vita.Synth()
-
-
 def is_special(parameter: Parameter) -> bool:
     """Rows that are not one Vital control: bank choices and modulation-grid cells."""
     return (

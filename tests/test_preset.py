@@ -11,7 +11,7 @@ import pytest
 import vita
 
 from converter.lfo_shapes import LFO_SHAPES
-from converter.parameters import MAX_MODULATIONS, Kind, ParameterSpace, modulation_name, parameter_space
+from converter.parameters import MAX_MODULATIONS, Kind, ParameterSpace, modulation_name
 from converter.preset import (
     AUTHOR,
     MAX_PRESET_BYTES,
@@ -32,17 +32,6 @@ NEEDS_PRESETS = pytest.mark.skipif(
 )
 SILENCE_RMS = 1e-3  # -60 dBFS
 RELEASED_VITAL = (1, 5)  # Vital refuses presets whose major.minor is newer than its own
-
-
-@pytest.fixture(scope="module")
-def space() -> ParameterSpace:
-    return parameter_space()
-
-
-@pytest.fixture(scope="module")
-def synth() -> vita.Synth:
-    """A fresh engine of our own, separate from the one converter.render keeps."""
-    return vita.Synth()
 
 
 def random_vector(space: ParameterSpace, rng: np.random.Generator, routes: int = 6) -> np.ndarray:
