@@ -51,7 +51,13 @@ def leftovers(folder: Path) -> list[Path]:
 def run_batch(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "converter.batch", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_hear_ctrl_c)
+
+
+def _hear_ctrl_c() -> None:
+    """A shell running the tests in the background ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_inputs_are_audio_files_that_vinv_did_not_write():
