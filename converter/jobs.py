@@ -416,7 +416,7 @@ def convert_job(
     started = time.perf_counter()
     if job.blocked:
         return fail_job(job, job.blocked, write_error_report)
-    before = _stat_key(job.source)
+    before = size_and_mtime(job.source)
     try:
         with _staging_folder(job) as staging:
             try:
@@ -429,7 +429,7 @@ def convert_job(
                 if write_error_report:
                     _write_error_report(job, message, detail, staging)
                 return JobOutcome(job.source, Status.FAILED, error=message, seconds=time.perf_counter() - started)
-            if _stat_key(job.source) != before:
+            if size_and_mtime(job.source) != before:
                 return JobOutcome(
                     job.source, Status.CHANGED, error="the file changed while it was converted; convert it again",
                     seconds=time.perf_counter() - started,
@@ -508,7 +508,8 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _stat_key(path: Path) -> tuple[int, int] | None:
+def size_and_mtime(path: Path) -> tuple[int, int] | None:
+    """What tells a file changed: (size, mtime in ns), None when it is gone."""
     try:
         stat = os.stat(path)
     except OSError:

@@ -49,6 +49,7 @@ from converter.jobs import (
     is_inside,
     plan_job,
     same_stem_siblings,
+    size_and_mtime,
 )
 
 log = logging.getLogger("vinv")
@@ -182,7 +183,7 @@ class WatchedFolder:
                 self._changed_while_running.add(path)
                 return
             self._ready.pop(path, None)
-            self._settling[path] = (time.monotonic() + self.settle_seconds, _size_and_mtime(path))
+            self._settling[path] = (time.monotonic() + self.settle_seconds, size_and_mtime(path))
             self._wake.notify_all()
 
     def _is_input(self, path: Path) -> bool:
@@ -230,7 +231,7 @@ class WatchedFolder:
         for path, (due, seen) in list(self._settling.items()):
             if due > now:
                 continue
-            current = _size_and_mtime(path)
+            current = size_and_mtime(path)
             if current is None:
                 del self._settling[path]  # gone (deleted or moved away)
             elif current != seen or not _readable(path):
@@ -261,7 +262,7 @@ class WatchedFolder:
         for name in same_stem_siblings(path, names):
             sibling = path.parent / name
             if not (sibling in self._settling or sibling in self._ready or sibling in self._running):
-                self._settling[sibling] = (time.monotonic(), _size_and_mtime(sibling))
+                self._settling[sibling] = (time.monotonic(), size_and_mtime(sibling))
         return plan_job(path, path.parent, names)
 
     def _seconds_to_next_wake(self, now: float) -> float | None:
@@ -280,7 +281,7 @@ class WatchedFolder:
             self._last_activity = time.monotonic()
             if path in self._changed_while_running or (outcome is not None and outcome.status is Status.CHANGED):
                 self._changed_while_running.discard(path)
-                self._settling[path] = (time.monotonic() + self.settle_seconds, _size_and_mtime(path))
+                self._settling[path] = (time.monotonic() + self.settle_seconds, size_and_mtime(path))
             self._wake.notify_all()
         if isinstance(error, WorkerSetupError):
             self.error = str(error)
@@ -319,14 +320,6 @@ def _log_outcome(outcome: JobOutcome) -> None:
         log.info("%s changed while it was converted; converting it again once it settles", outcome.source)
     else:
         log.warning("failed %s: %s", outcome.source, outcome.error)
-
-
-def _size_and_mtime(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
 
 
 def _readable(path: Path) -> bool:

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
+from converter.audio import CLIP_SAMPLES, CLIP_SECONDS, MODEL_SAMPLE_RATE, to_model_rate
 from converter.files import atomic_write_bytes
 from converter.parameters import parameter_space
 from converter.preset import PresetError, preset_from_vector, read_preset, vector_from_preset
 from converter.render import SAMPLE_RATE, RenderError, render
 from training.sampling import (
-    CLIP_SECONDS,
     Performance,
     draw_performance,
     foreign_frames,
@@ -50,7 +49,6 @@ from training.sampling import (
 
 FORMAT_VERSION = 1
 GENERATOR_VERSION = 1  # bump when a change alters what any (seed, index) produces, so resumes refuse mixing
-CLIP_SAMPLES = int(CLIP_SECONDS * MODEL_SAMPLE_RATE)
 AUDIO_PEAK = 0.9  # stored clips peak at this fraction of int16 full scale
 INT16_FULL_SCALE = 32767
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import qmc
 
+from converter.audio import CLIP_SECONDS
 from converter.parameters import (
     ENVELOPES,
     FILTERS,
@@ -26,10 +27,9 @@ from converter.parameters import (
     ParameterSpace,
     modulation_name,
 )
+from converter.render import TAIL_SECONDS
 from converter.wavetables import Wavetable, default_bank, frames_from_vital
 
-CLIP_SECONDS = 5.0
-TAIL_SECONDS = 1.0
 PITCH_RANGE = (36, 84)
 VELOCITY_RANGE = (0.6, 1.0)
 NOTE_LENGTH_RANGE = (0.2, 3.0)
