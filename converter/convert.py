@@ -222,7 +222,9 @@ def write_outputs(preset: dict, preview: np.ndarray, preset_path: Path, preview_
 
 
 @lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def _shipped_model(threads: int | None) -> PresetModel:
+    """Loaded once per process: a loop of convert() calls must not re-read the model each time."""
     return PresetModel.load(threads=threads)
 
 
