@@ -36,6 +36,14 @@ def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return resampy.resample(mono, sample_rate, MODEL_SAMPLE_RATE, filter="kaiser_fast").astype(np.float32)
 
 
+def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
+    """Crop or zero-pad mono audio to exactly ``samples`` float32 samples."""
+    out = np.zeros(samples, dtype=np.float32)
+    kept = np.asarray(audio, dtype=np.float32)[:samples]
+    out[: kept.size] = kept
+    return out
+
+
 def find_onset(audio: np.ndarray, onset_db: float = ONSET_DB) -> int:
     """Index of the first sample within ``onset_db`` of the peak: leading silence ends there."""
     magnitude = np.abs(np.asarray(audio, dtype=np.float32))
@@ -52,8 +60,4 @@ def prepare_clip(audio: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
     if audio.size and not np.isfinite(audio).all():
         raise ValueError("audio contains NaN or infinite samples")
-    clip = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-    start = max(0, find_onset(audio) - PRE_ROLL_SAMPLES)
-    kept = audio[start:start + CLIP_SAMPLES]
-    clip[: kept.size] = kept
-    return clip
+    return fit_length(audio[max(0, find_onset(audio) - PRE_ROLL_SAMPLES):], CLIP_SAMPLES)

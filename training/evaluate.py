@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
+from converter.audio import MODEL_SAMPLE_RATE, fit_length, to_model_rate
 from converter.decode import decode_outputs
 from converter.distance import log_spectral_distance, mfcc_distance, prepare_target
 from converter.files import atomic_write_bytes
@@ -85,14 +85,6 @@ class Target:
 
 def comparison_samples(performance: Performance) -> int:
     return round(performance.duration * MODEL_SAMPLE_RATE)
-
-
-def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
-    """Crop or zero-pad mono audio to exactly ``samples``."""
-    out = np.zeros(samples, dtype=np.float32)
-    kept = np.asarray(audio, dtype=np.float32)[:samples]
-    out[: kept.size] = kept
-    return out
 
 
 def dataset_targets(examples: ExampleSet, per_source: int | None) -> list[Target]:
