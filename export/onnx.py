@@ -10,6 +10,10 @@ results match PyTorch to float32 rounding.
 int8 quantisation is dynamic and touches only matrix products with constant weights (the dense
 layers and attention projections): the frontend's fixed STFT/CQT kernels and mel filterbank stay
 float32, because quantising a spectrogram's huge dynamic range to 8 bits wipes out its quiet bins.
+Weights are unsigned like the activations: onnxruntime multiplies uint8 by int8 weights with
+VPMADDUBSW on x86 CPUs without VNNI, which saturates, so an int8-weight file answers differently
+from one CPU to the next (a tiny test model moved by 0.16-0.24 on such a CPU, by 0.006 with uint8
+weights); uint8 x uint8 products are exact integers everywhere.
 """
 
 from __future__ import annotations
@@ -36,23 +40,28 @@ import converter
 from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
 from converter.decode import decode_outputs
 from converter.files import atomic_write_bytes
-from converter.model import AUDIO_INPUT, CANDIDATES, CLIP_SAMPLES, FORMAT_VERSION, NOISE_INPUT, OUTPUTS
+from converter.model import (AUDIO_INPUT, CANDIDATES, CLIP_SAMPLES, FORMAT_VERSION, NOISE_INPUT, OUTPUTS,
+                             PresetModel)
 from converter.parameters import Kind, parameter_space
 from converter.preset import preset_from_vector
 from converter.render import SAMPLE_RATE as RENDER_SAMPLE_RATE
 from converter.render import render
 from converter.wavetables import BANK_VERSION, default_bank
 from training.checkpoint import CheckpointError, load_checkpoint, read_card
+from training.evaluate import rendered_distances
 from training.frontend import prepare_clip
 from training.model import ParameterModel
+from training.sampling import Performance
 
 OPSET = 18
 FP32_TOLERANCE = 1e-4  # max |onnxruntime - torch| over every output: float32 rounding, nothing more
-# int8 changes the numbers by design; this bounds the error on the activated knob, switch and route
-# columns (all within [-1, 1]) and flags a broken quantisation, not a slightly worse one.
-INT8_TOLERANCE = 0.1
+# int8 changes the numbers by design, so it is judged by how its presets sound: rendered, they may
+# land at most this much further (mean MR-STFT) from the reference sounds than fp32's. The shipped
+# model's int8 copy measured +1.9 % on the tests' 12 sampled patches, a tiny random model +0.1 %.
+INT8_MARGIN = 0.05
 REFERENCE_TABLES = ("Bell", "Vowels", "FM 1:2")  # with the init patch's Saw: four distinct timbres
 REFERENCE_PITCHES = (60, 45, 72, 52)
+REFERENCE_VELOCITY = 0.8
 CHECK_CANDIDATES = 4
 
 
@@ -133,13 +142,13 @@ def export_module(model: ParameterModel, out: str | os.PathLike[str], *, recipe:
 
 
 def quantize_model(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Dynamic int8 copy of an exported fp32 model (weights of dense layers int8), same metadata."""
+    """Dynamic int8 copy of an exported fp32 model (weights of dense layers uint8), same metadata."""
     fp32_path, out = Path(fp32_path), Path(out)
     metadata = {prop.key: prop.value for prop in onnx.load(fp32_path, load_external_data=False).metadata_props}
     with tempfile.TemporaryDirectory(prefix="vinv-int8-") as scratch:
         quantized = Path(scratch) / "int8.onnx"
         quantize_dynamic(fp32_path, quantized, op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8)
+                         weight_type=QuantType.QUInt8)
         proto = onnx.load(quantized)
     return _save(proto, metadata | {"precision": "int8"}, out)
 
@@ -157,6 +166,12 @@ def export_model(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]
         return quantize_model(fp32, out)
 
 
+def reference_performances(count: int = 4, *, note_seconds: float = 1.0) -> list[Performance]:
+    """How each reference clip is played: pitches in turn, each key held ``note_seconds``."""
+    return [Performance(REFERENCE_PITCHES[number % len(REFERENCE_PITCHES)], REFERENCE_VELOCITY, note_seconds)
+            for number in range(count)]
+
+
 def reference_clips(count: int = 4, *, note_seconds: float = 1.0) -> np.ndarray:
     """(count, CLIP_SAMPLES) real Vital renders, cut as the model is fed: init Saw, then bank tables.
 
@@ -166,13 +181,13 @@ def reference_clips(count: int = 4, *, note_seconds: float = 1.0) -> np.ndarray:
     space = parameter_space()
     bank = default_bank()
     clips = []
-    for number in range(count):
+    for number, performance in enumerate(reference_performances(count, note_seconds=note_seconds)):
         vector = space.default_vector()
         if number > 0:
             table = REFERENCE_TABLES[(number - 1) % len(REFERENCE_TABLES)]
             vector[space.index("osc_1_wavetable")] = bank.index(table)
-        audio = render(preset_from_vector(vector), pitch=REFERENCE_PITCHES[number % len(REFERENCE_PITCHES)],
-                       note_length=note_seconds, duration=CLIP_SAMPLES / MODEL_SAMPLE_RATE)
+        audio = render(preset_from_vector(vector), pitch=performance.pitch, velocity=performance.velocity,
+                       note_length=performance.note_length, duration=CLIP_SAMPLES / MODEL_SAMPLE_RATE)
         clips.append(prepare_clip(to_model_rate(audio, RENDER_SAMPLE_RATE)))
     return np.stack(clips)
 
@@ -219,17 +234,27 @@ def bounded_columns() -> np.ndarray:
     return np.flatnonzero(~kinds)
 
 
-def quantisation_report(model: ParameterModel, int8_path: str | os.PathLike[str],
-                        clips: np.ndarray) -> dict[str, float]:
-    """How far int8 moves the outputs from PyTorch's: max error on bounded columns, decoded choices kept."""
-    noise = check_noise(model, len(clips))
-    expected = torch_answers(model, clips, noise)[OUTPUTS]
-    got = onnx_answers(int8_path, clips, noise)[OUTPUTS]
-    columns = bounded_columns()
+def int8_quality(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], clips: np.ndarray,
+                 performances: Sequence[Performance]) -> dict[str, float]:
+    """The int8 copy next to its fp32 original, both run as the converter runs them, on ``clips``.
+
+    ``fp32_distance`` and ``int8_distance``: mean MR-STFT from the clips to the renders of each
+    one's presets (what int8 must not make worse); also the categorical choices int8 keeps and its
+    largest change on the bounded columns.
+    """
+    fp32 = PresetModel.load(fp32_path, threads=1).predict(clips)
+    int8 = PresetModel.load(int8_path, threads=1).predict(clips)
+    vectors = decode_outputs(fp32), decode_outputs(int8)
     categorical = parameter_space().indices(Kind.CATEGORICAL)
-    same = decode_outputs(expected)[:, categorical] == decode_outputs(got)[:, categorical]
-    return {"max_bounded_difference": float(np.abs(got[:, columns] - expected[:, columns]).max()),
-            "categorical_agreement": float(same.mean())}
+    columns = bounded_columns()
+    return {"fp32_distance": float(rendered_distances(vectors[0], clips, performances).mean()),
+            "int8_distance": float(rendered_distances(vectors[1], clips, performances).mean()),
+            "categorical_agreement": float((vectors[0][:, categorical] == vectors[1][:, categorical]).mean()),
+            "max_bounded_difference": float(np.abs(int8[:, columns] - fp32[:, columns]).max())}
+
+
+def int8_passes(quality: dict[str, float]) -> bool:
+    return quality["int8_distance"] <= (1.0 + INT8_MARGIN) * quality["fp32_distance"]
 
 
 def _megabytes(path: Path) -> str:
@@ -244,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true",
                         help="also write a dynamically int8-quantised copy beside OUT (OUT.int8.onnx)")
     parser.add_argument("--check", action="store_true",
-                        help="compare onnxruntime with PyTorch on real Vital renders; fail beyond tolerance")
+                        help="compare onnxruntime with PyTorch on real Vital renders, and int8's presets with "
+                             "fp32's when rendered; fail beyond tolerance")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or later (default {OPSET})")
     args = parser.parse_args(argv)
     try:
@@ -266,10 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         passed &= difference <= FP32_TOLERANCE
         print(f"fp32 {name}: max |onnx - torch| = {difference:.3g} (tolerance {FP32_TOLERANCE:g})")
     if int8 is not None:
-        report = quantisation_report(model, int8, clips)
-        passed &= report["max_bounded_difference"] <= INT8_TOLERANCE
-        print(f"int8 outputs: max |int8 - torch| on bounded columns = {report['max_bounded_difference']:.3g} "
-              f"(tolerance {INT8_TOLERANCE:g}); categorical choices kept: {report['categorical_agreement']:.1%}")
+        quality = int8_quality(fp32, int8, clips, reference_performances())
+        passed &= int8_passes(quality)
+        print(f"int8 presets: mean MR-STFT to the references {quality['int8_distance']:.3f} vs fp32 "
+              f"{quality['fp32_distance']:.3f} (at most +{INT8_MARGIN:.0%}); categorical choices kept: "
+              f"{quality['categorical_agreement']:.1%}; max |int8 - fp32| on bounded columns = "
+              f"{quality['max_bounded_difference']:.3g}")
     if not passed:
         print("parity check FAILED")
     return 0 if passed else 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import vita
 
@@ -49,3 +51,20 @@ def space() -> ParameterSpace:
 def synth() -> vita.Synth:
     """An engine of the test's own, for loading presets and reading them back."""
     return vita.Synth()
+
+
+@pytest.fixture(scope="session")
+def sampled_renders() -> tuple[np.ndarray, list]:
+    """12 synth patches drawn and rendered as the dataset does, as 5 s clips and how each was played.
+
+    Seed 1: the shipped model was trained on seed 0's draws, so these are sounds it never saw.
+    """
+    pytest.importorskip("torch")
+    from training.dataset import INT16_FULL_SCALE, load_sources, make_example
+    from training.sampling import Performance, lhs_design
+
+    sources = load_sources(1, (1.0, 0.0, 0.0, 0.0), None, None)
+    rows = lhs_design(1, 0, 12, parameter_space())
+    examples = [make_example(sources, index, row, Counter()) for index, row in enumerate(rows)]
+    clips = np.stack([example.audio for example in examples]).astype(np.float32) / INT16_FULL_SCALE
+    return clips, [Performance(int(e.meta[0]), float(e.meta[1]), float(e.meta[2])) for e in examples]

@@ -8,29 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 
 import converter
 from converter.audio import MODEL_SAMPLE_RATE
-from converter.model import CLIP_SAMPLES
+from converter.model import CLIP_SAMPLES, DEFAULT_MODEL
 from converter.parameters import parameter_space
 from converter.wavetables import BANK_VERSION
 from export.onnx import (
     FP32_TOLERANCE,
-    INT8_TOLERANCE,
+    INT8_MARGIN,
     OPSET,
     export_model,
+    int8_passes,
+    int8_quality,
     main,
     max_differences,
     onnx_answers,
-    quantisation_report,
     quantize_model,
     recipe_id,
     reference_clips,
     torch_answers,
 )
-from training import frontend
+from training.frontend import prepare_clip
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.model import ParameterModel
 
@@ -73,9 +75,11 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParameterModel, Path
     return load_checkpoint(checkpoint), export_model(checkpoint, folder / "model.onnx")
 
 
-def test_clip_length_agrees_with_training() -> None:
-    assert CLIP_SAMPLES == frontend.CLIP_SAMPLES
-    assert MODEL_SAMPLE_RATE == frontend.SAMPLE_RATE
+def test_the_exported_graph_takes_the_clips_training_cuts(compact: tuple[ParameterModel, Path]) -> None:
+    (audio,) = onnxruntime.InferenceSession(str(compact[1]), providers=["CPUExecutionProvider"]).get_inputs()
+    for seconds in (0.3, 7.0):
+        clip = prepare_clip(np.ones(round(seconds * MODEL_SAMPLE_RATE), np.float32))
+        assert clip.shape == tuple(audio.shape[1:])
 
 
 def test_reference_clips_are_real_distinct_renders(clips: np.ndarray) -> None:
@@ -157,17 +161,30 @@ def test_flow_graph_and_metadata(flow: tuple[ParameterModel, Path]) -> None:
     assert metadata["has_candidates"] == "true" and metadata["sample_dim"] == str(model.sample_dim)
 
 
-def test_int8_parity(flow: tuple[ParameterModel, Path], clips: np.ndarray, tmp_path: Path) -> None:
-    model, path = flow
+def test_int8_copy(flow: tuple[ParameterModel, Path], clips: np.ndarray, tmp_path: Path) -> None:
+    """Unsigned weights: int8 weights saturate in onnxruntime on x86 CPUs without VNNI (see export.onnx)."""
+    path = flow[1]
     int8 = quantize_model(path, tmp_path / "model.int8.onnx")
     proto = onnx.load(int8)
     metadata = {prop.key: prop.value for prop in proto.metadata_props}
     assert metadata["precision"] == "int8" and metadata["parameter_space_version"] == parameter_space().version
-    assert any(node.op_type == "DynamicQuantizeLinear" for node in proto.graph.node)
     assert int8.stat().st_size < path.stat().st_size
-    report = quantisation_report(model, int8, clips)
-    assert report["max_bounded_difference"] <= INT8_TOLERANCE
-    assert report["categorical_agreement"] >= 0.8
+    weights = {tensor.name: tensor.data_type for tensor in proto.graph.initializer}
+    products = [node for node in proto.graph.node if node.op_type == "MatMulInteger"]
+    assert products and all(weights[node.input[1]] == onnx.TensorProto.UINT8 for node in products)
+    assert any(node.op_type == "DynamicQuantizeLinear" for node in proto.graph.node)
+    assert onnx_answers(int8, clips, np.zeros((2, 1, flow[0].sample_dim)))["outputs"].shape == (
+        2, parameter_space().output_size)
+
+
+@pytest.mark.slow
+def test_int8_copy_of_the_shipped_model_sounds_like_it(sampled_renders: tuple[np.ndarray, list],
+                                                       tmp_path: Path) -> None:
+    """What int8 must keep: presets that, rendered, match the sounds as well as fp32's (margin INT8_MARGIN)."""
+    int8 = quantize_model(DEFAULT_MODEL, tmp_path / "shipped.int8.onnx")
+    quality = int8_quality(DEFAULT_MODEL, int8, *sampled_renders)
+    assert int8_passes(quality) and quality["int8_distance"] <= (1 + INT8_MARGIN) * quality["fp32_distance"], quality
+    assert quality["categorical_agreement"] >= 0.9, quality  # measured 0.97: a trained model's choices have margins
 
 
 @pytest.mark.slow
@@ -191,8 +208,10 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = tmp_path / "out" / "model.onnx"
     assert main([str(checkpoint), str(out), "--int8", "--check"]) == 0
     printed = capsys.readouterr().out
-    for line in ("fp32 outputs: max |onnx - torch|", "fp32 candidates: max |onnx - torch|", "int8 outputs"):
+    for line in ("fp32 outputs: max |onnx - torch|", "fp32 candidates: max |onnx - torch|",
+                 "int8 presets: mean MR-STFT to the references"):
         assert line in printed
+    assert "FAILED" not in printed
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
 
 

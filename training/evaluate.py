@@ -174,6 +174,17 @@ def render_candidate(vector: np.ndarray, performance: Performance, samples: int)
     return fit_length(mono, samples)
 
 
+def rendered_distances(vectors: np.ndarray, clips: Sequence[np.ndarray],
+                       performances: Sequence[Performance]) -> np.ndarray:
+    """MR-STFT distance from each clip (from its onset) to Vital's render of its vector, played as the clip was."""
+    distances = []
+    for vector, clip, performance in zip(vectors, clips, performances):
+        reference = Target("", clip, performance).reference
+        distances.append(prepare_target(reference, MODEL_SAMPLE_RATE).distance(
+            render_candidate(vector, performance, reference.size)))
+    return np.array(distances)
+
+
 @dataclass(frozen=True)
 class _Task:
     """One target and every method's candidates for it: the target's spectra are computed once."""
