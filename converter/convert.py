@@ -21,6 +21,7 @@ is not the file's fault, and no other file would convert either.
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,9 +40,10 @@ from converter.input_audio import AudioFileError, InputAudio, read_audio
 from converter.model import PresetModel
 from converter.note import Note, detect_note
 from converter.parameters import OSCILLATORS, ParameterSpace, parameter_space
-from converter.preset import preset_from_vector, write_preset
+from converter.preset import add_route, preset_from_vector, write_preset
 from converter.refine import VELOCITY, refine, runner_up_starts
 from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
+from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head, as refinement starts
@@ -50,6 +52,15 @@ PREVIEW_SUBTYPE = "PCM_16"
 PEAK_LIMIT = 0.99  # loudness matching never pushes the preview into clipping
 VOLUME_RANGE_DB = (-60.0, 6.0)  # Vital's volume knob, kept where it is still audible and below its top
 PRESET_SUFFIX, PREVIEW_SUFFIX = ".vital", ".preview.wav"
+MODES = ("best", "resynth", "patch")
+METHOD_NAMES = {
+    "resynth": "resynthesis: wavetables made from the sound itself",
+    "patch": "the model's patch on vinv's own wavetables",
+    "hybrid": "resynthesis through the model's filters and effects",
+}
+# What a hybrid takes from the model's patch; the rest (oscillators, sweep, pitch, amp envelope) is the resynthesis.
+HYBRID_PREFIXES = ("filter_", "env_2_", "env_3_", "sample_", "reverb_", "delay_", "chorus_", "flanger_", "phaser_",
+                   "distortion_", "compressor_", "eq_")
 
 
 class ConversionError(ValueError):
@@ -69,8 +80,21 @@ class ConversionResult:
     note_length: float  # seconds the key is held
     distance: float  # MR-STFT distance from the input to the preview: 0 is identical
     similarity: float  # the same as a 0-100 score
-    refined: bool  # refinement found a better preset than the model's
+    refined: bool  # refinement found a better preset than the chosen candidate
+    method: str = "patch"  # which candidate won: "resynth", "patch" or "hybrid"
+    summary: str = ""  # the settings that matter most, as in the preset's comments
+    variations: tuple[Variation, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variation:
+    """A runner-up candidate written beside the preset as ``<stem>.alt-N.vital``."""
+
+    preset_path: Path
+    method: str
+    distance: float
+    similarity: float
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,82 @@ def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
     )
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One patch the converter may answer with: how it was made, and its parameter vector when it
+    lies in the model's space (only those can be refined knob by knob)."""
+
+    method: str
+    preset: dict
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScoredCandidate:
+    """A candidate with its preview at the detected note and that preview's distance to the input."""
+
+    candidate: Candidate
+    preview: np.ndarray
+    distance: float
+
+
+def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
+    """The resynthesis's oscillators, sweep and pitch through the model's filters, noise and effects."""
+    hybrid = json.loads(json.dumps(resynthesis))
+    settings, model = hybrid["settings"], patch["settings"]
+    settings.update({key: value for key, value in model.items()
+                     if key.startswith(HYBRID_PREFIXES) and not isinstance(value, (list, dict))})
+    for osc in (1, 2):
+        settings[f"osc_{osc}_destination"] = model["osc_1_destination"]
+    for slot, route in enumerate(model["modulations"]):
+        destination = route.get("destination", "")
+        if route.get("source") and destination.startswith(("filter_", "sample_")):
+            add_route(settings, route["source"], destination, model[f"modulation_{slot + 1}_amount"],
+                      bool(model.get(f"modulation_{slot + 1}_bipolar", 0.0)))
+    return hybrid
+
+
+def build_candidates(analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv",
+                     samples: int = 0, space: ParameterSpace | None = None) -> tuple[list[Candidate], Prediction | None]:
+    """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch (and
+    ``samples`` of its flow samples), and their hybrid; with the model's prediction, when asked."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    space = space or parameter_space()
+    candidates: list[Candidate] = []
+    resynthesis = None
+    if mode in ("best", "resynth"):
+        measured = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
+        resynthesis = resynthesis_preset(measured, name=name)
+        candidates.append(Candidate("resynth", resynthesis))
+    prediction = None
+    if mode in ("best", "patch") and model is not None:
+        prediction = predict(model, analysis, candidates=samples, space=space)
+        patch = preset_from_vector(prediction.vector, name=name, space=space)
+        candidates.append(Candidate("patch", patch, prediction.vector))
+        if resynthesis is not None:
+            candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
+        candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space), vector)
+                       for vector in prediction.candidates]
+    return candidates, prediction
+
+
+def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
+    """Render every candidate once at the detected note and sort them, closest to the input first.
+    A candidate Vital cannot play is dropped; if none can, the first one's RenderError is raised."""
+    scored, first_error = [], None
+    for candidate in candidates:
+        try:
+            preview = render_preview(candidate.preset, analysis.note)
+        except RenderError as error:
+            first_error = first_error or error
+            continue
+        scored.append(ScoredCandidate(candidate, preview, score(analysis.target, preview)))
+    if not scored:
+        raise first_error or RenderError("no candidate to render")
+    return sorted(scored, key=lambda entry: entry.distance)
+
+
 def render_preview(preset: dict, note: Note) -> np.ndarray:
     """Vital's stereo render of ``preset`` playing the detected note for its length, plus the tail."""
     return render(preset, note.pitch, VELOCITY, note.length, note.length + TAIL_SECONDS)
@@ -201,12 +301,36 @@ def match_loudness(preset: dict, preview: np.ndarray, target: np.ndarray) -> tup
     return preset, (preview * np.float32(10.0 ** ((volume_db - current_db) / 20.0))).astype(np.float32)
 
 
-def describe(note: Note, distance: float, source: str) -> str:
-    """The preset's comments: where it came from, how it is played, how well it matches."""
+def describe(note: Note, distance: float, source: str, method: str, summary: str) -> str:
+    """The preset's comments: where it came from, how it is played, how well it matches, what to tweak."""
     played = (f"played at {note.name} {note.cents:+.0f} cents" if note.pitched
               else f"unpitched, played at {note.name}")
-    return (f"Made by vinv from {source}: {played}, held {note.length:.2f} s. "
-            f"Match {similarity(distance):.0f}/100 (MR-STFT distance {distance:.3f}).")
+    return (f"Made by vinv from {source} ({METHOD_NAMES[method]}): {played}, held {note.length:.2f} s. "
+            f"Match {similarity(distance):.0f}/100 (MR-STFT distance {distance:.3f}). {summary}")
+
+
+def summarise(preset: dict) -> str:
+    """The settings a producer reaches for first: which tables play, the filter, the amp envelope."""
+    settings = preset["settings"]
+    parts = []
+    for osc in (1, 2, 3):
+        if settings.get(f"osc_{osc}_on"):
+            table = settings["wavetables"][osc - 1].get("name", "?")
+            parts.append(f"osc {osc}: {table}")
+    if settings.get("sample_on"):
+        parts.append("noise on")
+    for n in (1, 2):
+        if settings.get(f"filter_{n}_on"):
+            hz = 440.0 * 2.0 ** ((settings[f"filter_{n}_cutoff"] - 69.0) / 12.0)  # cutoff is in semitones
+            parts.append(f"filter {n} at {hz:.0f} Hz")
+    times = [settings[f"env_1_{stage}"] ** 4 for stage in ("attack", "decay", "release")]  # raw^4 seconds
+    parts.append("amp envelope A {:.2f} s D {:.2f} s S {:.0%} R {:.2f} s".format(
+        times[0], times[1], settings["env_1_sustain"], times[2]))
+    effects = [effect for effect in ("chorus", "delay", "reverb", "distortion", "flanger", "phaser", "compressor", "eq")
+               if settings.get(f"{effect}_on")]
+    if effects:
+        parts.append("effects: " + ", ".join(effects))
+    return "; ".join(parts) + "."
 
 
 def write_outputs(preset: dict, preview: np.ndarray, preset_path: Path, preview_path: Path) -> None:
@@ -221,7 +345,6 @@ def write_outputs(preset: dict, preview: np.ndarray, preset_path: Path, preview_
         raise
 
 
-@lru_cache(maxsize=4)
 @lru_cache(maxsize=2)
 def _shipped_model(threads: int | None) -> PresetModel:
     """Loaded once per process: a loop of convert() calls must not re-read the model each time."""
@@ -236,20 +359,30 @@ def convert(
     refine_seconds: float = 0.0,
     threads: int | None = None,
     overwrite: bool = True,
+    mode: str = "best",
+    variations: int = 0,
 ) -> ConversionResult:
     """Convert one audio file into ``<stem>.vital`` and ``<stem>.preview.wav``.
 
-    ``model`` defaults to the shipped one, loaded once per process with ``threads`` onnxruntime
-    threads. ``refine_seconds`` > 0 spends about that long searching for a better preset than the
-    model's. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``
+    ``mode`` picks the candidates: ``best`` (default) renders the resynthesis, the model's patch and
+    their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches the
+    model made on vinv's own wavetables (the editable classic-synth answer). ``variations`` > 0 also
+    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults to
+    the shipped one, loaded once per process with ``threads`` onnxruntime threads.
+    ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
+    candidate. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``
     existing outputs are an error.
     """
     started = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     path = Path(path)
     folder = Path(out_dir) if out_dir is not None else path.parent
     preset_path, preview_path = folder / f"{path.stem}{PRESET_SUFFIX}", folder / f"{path.stem}{PREVIEW_SUFFIX}"
-    _check_destination(path, folder, (preset_path, preview_path), overwrite)
-    model = model or _shipped_model(threads)
+    alternative_paths = [folder / f"{path.stem}.alt-{k}{PRESET_SUFFIX}" for k in range(1, variations + 1)]
+    _check_destination(path, folder, (preset_path, preview_path, *alternative_paths), overwrite)
+    if mode != "resynth":
+        model = model or _shipped_model(threads)
     space = parameter_space()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -267,27 +400,45 @@ def convert(
     analysis = analyse(audio)
     note = analysis.note
     lap("analyse")
-    prediction = predict(model, analysis, candidates=CANDIDATES if refine_seconds > 0 else 0, space=space)
-    vector, refined = prediction.vector, False
-    lap("model")
-    if refine_seconds > 0:
-        refinement = refine(analysis.target, prediction.starts(space), pitch=note.pitch, note_length=note.length,
-                            seconds=refine_seconds, seed=SEED, velocity=VELOCITY, space=space)
-        vector, refined = refinement.vector, refinement.improved
-        lap("refine")
-    preset = preset_from_vector(vector, name=path.stem, space=space)
+    samples = max(variations, CANDIDATES if refine_seconds > 0 else 0)
+    candidates, prediction = build_candidates(analysis, model, mode, name=path.stem, samples=samples, space=space)
+    lap("candidates")
     try:
-        preview = render_preview(preset, note)
+        ranked = rank_candidates(candidates, analysis)
     except RenderError as error:
         raise ConversionError(f"{path.name}: {error}") from None
     lap("render")
-    distance = score(analysis.target, preview)
-    preset, preview = match_loudness(preset, preview, analysis.target)
-    preset["comments"] = describe(note, distance, path.name)
+    best, refined = ranked[0], False
+    if refine_seconds > 0 and best.candidate.vector is not None:
+        starts = [best.candidate.vector, *(prediction.starts(space) if prediction is not None else [])]
+        refinement = refine(analysis.target, starts, pitch=note.pitch, note_length=note.length,
+                            seconds=refine_seconds, seed=SEED, velocity=VELOCITY, space=space)
+        if refinement.improved:
+            preset = preset_from_vector(refinement.vector, name=path.stem, space=space)
+            try:
+                preview = render_preview(preset, note)
+            except RenderError as error:
+                raise ConversionError(f"{path.name}: {error}") from None
+            distance = score(analysis.target, preview)
+            if distance < best.distance:
+                best, refined = ScoredCandidate(Candidate(best.candidate.method, preset, refinement.vector),
+                                                preview, distance), True
+        lap("refine")
+    outputs = [(best, preset_path)] + list(zip(_distinct(ranked)[:variations], alternative_paths))
+    written: list[tuple[ScoredCandidate, dict, np.ndarray, Path]] = []
+    for entry, destination in outputs:
+        preset, preview = match_loudness(entry.candidate.preset, entry.preview, analysis.target)
+        summary = summarise(preset)
+        preset["comments"] = describe(note, entry.distance, path.name, entry.candidate.method, summary)
+        written.append((entry, preset, preview, destination))
     lap("score")
     try:
-        write_outputs(preset, preview, preset_path, preview_path)
+        write_outputs(written[0][1], written[0][2], preset_path, preview_path)
+        for _, preset, _, destination in written[1:]:
+            write_preset(preset, destination)
     except OSError as error:
+        for destination in (preset_path, preview_path, *alternative_paths):
+            destination.unlink(missing_ok=True)
         raise ConversionError(f"{path.name}: cannot write to {folder} ({error.strerror or error})") from None
     lap("write")
     timings["total"] = time.perf_counter() - started
@@ -299,11 +450,24 @@ def convert(
         cents=note.cents,
         pitched=note.pitched,
         note_length=note.length,
-        distance=distance,
-        similarity=similarity(distance),
+        distance=best.distance,
+        similarity=similarity(best.distance),
         refined=refined,
+        method=best.candidate.method,
+        summary=summarise(written[0][1]),
+        variations=tuple(Variation(destination, entry.candidate.method, entry.distance, similarity(entry.distance))
+                         for entry, _, _, destination in written[1:]),
         timings=timings,
     )
+
+
+def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
+    """The runners-up after ``ranked[0]``, without any that sounds the same as one before it."""
+    kept = [ranked[0]]
+    for entry in ranked[1:]:
+        if all(abs(entry.distance - other.distance) > 1e-6 for other in kept):
+            kept.append(entry)
+    return kept[1:]
 
 
 def _check_destination(source: Path, folder: Path, outputs: tuple[Path, ...], overwrite: bool) -> None:

@@ -64,6 +64,23 @@ def _template() -> str:
     return json.dumps(preset)
 
 
+def init_preset() -> dict:
+    """A fresh copy of Vital's init patch with our wavetables and noise sample: every preset starts here."""
+    return json.loads(_template())
+
+
+def add_route(settings: dict, source: str, destination: str, amount: float, bipolar: bool = False) -> None:
+    """Connect ``source`` to ``destination`` in the first free modulation slot of ``settings``."""
+    routes = settings["modulations"]
+    for slot, route in enumerate(routes):
+        if not route.get("source") and not route.get("destination"):
+            routes[slot] = {"source": source, "destination": destination}
+            settings[f"modulation_{slot + 1}_amount"] = float(amount)
+            settings[f"modulation_{slot + 1}_bipolar"] = 1.0 if bipolar else 0.0
+            return
+    raise ValueError(f"no free modulation slot for {source}->{destination}")
+
+
 def preset_from_vector(
     vector: np.ndarray,
     *,
@@ -78,7 +95,7 @@ def preset_from_vector(
         raise ValueError(f"expected a vector of {len(space)} values, got shape {vector.shape}")
     if not np.all(np.isfinite(vector)):
         raise ValueError("parameter vector contains NaN or infinity")
-    preset = json.loads(_template())
+    preset = init_preset()
     preset.update(preset_name=name, author=AUTHOR, comments=comments, preset_style="")
     settings = preset["settings"]
     bank = default_bank()

@@ -18,7 +18,7 @@ import numpy as np
 FRAME_SIZE = 2048  # samples in one Vital wavetable frame (one cycle)
 BANK_VERSION = "1"  # bump whenever a table of the default bank changes: models learn table ids
 
-_MAX_KEYFRAMES = 16
+_MAX_KEYFRAMES = 256  # Vital's limit; the bank's own tables use at most 16
 _MAX_HARMONIC = 1000  # below the frame's Nyquist bin (1024), so frames carry no aliasing
 _OVERSAMPLE = 16  # time-domain shapes are sampled this finely before band-limiting
 _VITAL_LAST_POSITION = 256  # Vital's wave-frame axis runs 0..256
@@ -33,13 +33,16 @@ _FINE_PHASE = np.arange(FRAME_SIZE * _OVERSAMPLE) / (FRAME_SIZE * _OVERSAMPLE)
 
 @dataclass(frozen=True, eq=False)
 class Wavetable:
-    """A named table of 1 to 16 keyframes, each one zero-mean cycle of ``FRAME_SIZE`` samples.
+    """A named table of 1 to 256 keyframes, each one zero-mean cycle of ``FRAME_SIZE`` samples.
 
-    Keyframes sit evenly along Vital's wave-frame axis; Vital morphs between them.
+    Keyframes sit evenly along Vital's wave-frame axis; Vital morphs between them. Vital normalises
+    a table to full scale unless ``keep_level``: a resynthesised table keeps its level, so that two
+    oscillators keep their balance.
     """
 
     name: str
     frames: np.ndarray
+    keep_level: bool = False
 
     def __post_init__(self) -> None:
         frames = np.array(self.frames, dtype=np.float32)
@@ -61,7 +64,7 @@ class Wavetable:
         component = {"interpolation": 1, "interpolation_style": 1, "keyframes": keyframes, "type": "Wave Source"}
         return {
             "author": "vinv",
-            "full_normalize": True,
+            "full_normalize": not self.keep_level,
             "groups": [{"components": [component]}],
             "name": self.name,
             "remove_all_dc": True,

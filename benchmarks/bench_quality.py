@@ -1,0 +1,132 @@
+"""How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
+
+Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2]`` from the repo
+root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
+instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
+
+The held-out set is written once as WAV files into the user cache folder, so later runs and later
+sessions compare like with like:
+
+- ``instrument``: General MIDI notes played by fluidsynth (8 programs x 3 pitches), sounds no
+  Vital patch made;
+- ``preset``: every third public preset in ``../shared/presets`` rendered whole by Vital (not
+  projected into our space), at a pitch and note length that vary with the preset;
+- ``sampled``: random patches from ``training.sampling`` with a seed no dataset uses.
+
+Each figure is the median over a source of the MR-STFT distance from the input to the preview that
+``convert()`` wrote (``ConversionResult.distance``), divided by the distance of Vital's init patch
+played at the same note for the same time: 1.0 is no better than init, lower is better.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+from platformdirs import user_cache_dir  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SOURCES = ("instrument", "preset", "sampled")
+SAMPLED_SEED = 0x5EED_0FF  # no dataset is built with this seed
+SAMPLED_COUNT = 18
+PRESET_STRIDE = 3
+SHARED_PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
+
+
+def heldout_folder() -> Path:
+    return Path(user_cache_dir("vinv")) / "heldout-v1"
+
+
+def build_heldout(folder: Path) -> None:
+    """Write the held-out WAVs (once; existing files are kept)."""
+    from converter.parameters import parameter_space
+    from converter.preset import preset_from_vector, read_preset
+    from converter.render import SAMPLE_RATE, render
+    from training.instruments import GM_PROGRAMS, MIDI_VELOCITY, NOTE_SECONDS, PITCHES, midi_file, play
+    from training.instruments import DEFAULT_SOUNDFONT
+    from training.sampling import draw_performance, patch_from_row
+
+    def write(source: str, name: str, audio: np.ndarray) -> None:
+        path = folder / source / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            soundfile.write(path, np.asarray(audio).T if audio.shape[0] == 2 else audio, SAMPLE_RATE)
+
+    for name, program in GM_PROGRAMS.items():
+        for pitch in PITCHES:
+            if not (folder / "instrument" / f"{name}-{pitch}.wav").exists():
+                audio = play(midi_file(program, pitch, MIDI_VELOCITY, NOTE_SECONDS), DEFAULT_SOUNDFONT)
+                write("instrument", f"{name}-{pitch}", audio.T)
+    for k, path in enumerate(sorted(SHARED_PRESETS.rglob("*.vital"))[::PRESET_STRIDE]):
+        pitch, length = 48 + 7 * (k % 4), (0.5, 1.0, 2.0)[k % 3]
+        write("preset", path.stem.split("__")[-1], render(read_preset(path), pitch, 0.8, length, length + 1.5))
+    space = parameter_space()
+    rng = np.random.default_rng(SAMPLED_SEED)
+    for k in range(SAMPLED_COUNT):
+        performance = draw_performance(rng)
+        vector = patch_from_row(rng.random(len(space)), rng, performance, space)
+        audio = render(preset_from_vector(vector, space=space), performance.pitch, performance.velocity,
+                       performance.note_length, performance.note_length + 1.5)
+        write("sampled", f"patch-{k:02d}", audio)
+
+
+def _measure(task: tuple[Path, str, float, int]) -> tuple[float, float, float, str]:
+    """(distance, init distance, seconds, method) of one conversion."""
+    path, mode, refine_seconds, variations = task
+    from converter.convert import analyse, convert, render_preview, score
+    from converter.input_audio import read_audio
+    from converter.preset import init_preset
+
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        result = convert(path, out_dir=out, mode=mode, refine_seconds=refine_seconds, variations=variations,
+                         threads=1)
+        seconds = time.perf_counter() - started
+    analysis = analyse(read_audio(path))
+    init = score(analysis.target, render_preview(init_preset(), analysis.note))
+    return result.distance, init, seconds, result.method
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["resynth", "patch", "best"])
+    parser.add_argument("--refine", type=float, default=0.0, help="also run best with this many seconds of search")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="sounds per source")
+    args = parser.parse_args()
+    folder = heldout_folder()
+    build_heldout(folder)
+    runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
+    print(f"held-out set: {folder}")
+    print("| run | " + " | ".join(SOURCES) + " | s/file | winners |")
+    print("|---|" + "---|" * (len(SOURCES) + 2))
+    with ProcessPoolExecutor(args.workers) as pool:
+        for mode, refine_seconds in runs:
+            cells, seconds, winners = [], [], {}
+            for source in SOURCES:
+                files = sorted((folder / source).glob("*.wav"))[: args.limit]
+                results = list(pool.map(_measure, [(path, mode, refine_seconds, 0) for path in files]))
+                ratios = [distance / init for distance, init, _, _ in results]
+                seconds += [s for _, _, s, _ in results]
+                for *_, method in results:
+                    winners[method] = winners.get(method, 0) + 1
+                cells.append(f"{np.median(ratios):.3f} (n={len(ratios)})")
+            label = mode + (f" --refine {refine_seconds:g}" if refine_seconds else "")
+            won = ", ".join(f"{method} {count}" for method, count in sorted(winners.items()))
+            print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} | {won} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

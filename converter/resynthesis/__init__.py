@@ -1,0 +1,8 @@
+"""Resynthesis: a Vital patch built from the input itself (its harmonics and residual as wavetables
+swept in time, its pitch track as modulation). ``analyse_for_resynthesis`` measures the sound;
+``resynthesis_preset`` turns the measurement into a playable preset."""
+
+from converter.resynthesis.analysis import Resynthesis, analyse_for_resynthesis
+from converter.resynthesis.patch import resynthesis_preset
+
+__all__ = ["Resynthesis", "analyse_for_resynthesis", "resynthesis_preset"]

@@ -1,0 +1,264 @@
+"""Measuring a sound for resynthesis: its pitch over time, its harmonics and what they leave over.
+
+The sound is read at ``KEYFRAMES`` instants from its onset to where it has faded ``END_DB`` under
+its peak. The instants are dense where the spectrum changes fast (attacks, pitch drops) and sparse
+where it holds still: a time warp built from the rate of spectral change places them, and the same
+warp later drives the sweep through the wavetable, so frame k plays at the time it was measured.
+
+At each instant two spectra are taken:
+
+- the *harmonics* along the tracked f0: a Hann window of ``HARMONIC_PERIODS`` periods, each
+  harmonic's amplitude read at the spectral peak nearest its frequency;
+- the *residual*: a longer window (``RESIDUAL_PERIODS`` periods) where harmonics are resolved
+  with gaps between them; the bins near harmonics are masked, the gaps bridged from the bins
+  around them, and the result (breath, hammer, bow noise, inharmonic partials) is sampled on a
+  comb of ``residual_hz`` spacing, which a second oscillator plays with fixed random phases.
+
+An unpitched sound (noise, snares, hats) has no harmonics: all of it is residual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from converter.note import HOP_SECONDS, Note, envelope, yin
+
+KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
+FRAME_SIZE = 2048
+MAX_HARMONIC = 1000  # below a frame's Nyquist bin (1024): frames carry no aliasing
+END_DB = -50.0  # the sound has ended where its envelope last sits this far under its peak
+MIN_SECONDS = 0.05
+HARMONIC_PERIODS = 4
+RESIDUAL_PERIODS = 8
+MIN_WINDOW = 1024  # samples: high notes still get a window long enough for a stable spectrum
+RESIDUAL_WINDOW = 2048  # samples, for unpitched sounds
+RESIDUAL_NOTE = 24  # MIDI note (32.7 Hz) of the comb the residual is played on
+MAX_RESIDUAL_HZ = 20000.0
+PERIODIC_LIMIT = 0.35  # YIN aperiodicity under which a frame's f0 is trusted
+TRACK_FLOOR_DB = -40.0  # frames this far under the peak are too quiet to trust their f0
+MAX_DEVIATION = 24.0  # semitones the pitch track may stray from the note
+STEADY_SHARE = 0.3  # share of keyframes spread evenly in time whatever the spectrum does
+WARP_BANDS = 24
+CHANGE_HOP = 0.005  # seconds between the spectra that measure the rate of change
+RESIDUAL_PHASE_SEED = 1234
+SWEEP_POINTS = 64  # points of the drawn sweep (Vital's LFO shapes hold more; 64 follow any attack)
+
+
+@dataclass(frozen=True)
+class PitchTrack:
+    """The sound's pitch over time, in semitones from the played MIDI note (cents included)."""
+
+    times: np.ndarray  # seconds from the onset
+    semitones: np.ndarray
+
+    def at(self, times: np.ndarray) -> np.ndarray:
+        return np.interp(times, self.times, self.semitones)
+
+    @property
+    def varies(self) -> bool:
+        """Whether the pitch moves enough (more than 8 cents) to need a modulation."""
+        return bool(np.ptp(self.semitones) > 0.08) if self.semitones.size else False
+
+
+@dataclass(frozen=True)
+class Resynthesis:
+    """Everything a resynthesis patch is built from, measured on one sound."""
+
+    note: Note
+    duration: float  # seconds from the onset to the end of the sound
+    sustain: float  # seconds the key was held (the sweep holds here while a key stays down)
+    times: np.ndarray  # (KEYFRAMES,) when each keyframe was measured
+    harmonic_frames: np.ndarray  # (KEYFRAMES, FRAME_SIZE) one cycle each, at the input's level
+    residual_frames: np.ndarray  # (KEYFRAMES, FRAME_SIZE) one cycle of the residual comb each
+    residual_note: int  # MIDI note the residual comb is measured at
+    pitch: PitchTrack
+
+    @property
+    def harmonic_level(self) -> float:
+        return float(np.sqrt(np.mean(np.square(self.harmonic_frames))))
+
+    @property
+    def residual_level(self) -> float:
+        return float(np.sqrt(np.mean(np.square(self.residual_frames))))
+
+
+def sound_duration(audio: np.ndarray, sample_rate: int, note: Note) -> float:
+    """Seconds until the envelope last sits within ``END_DB`` of its peak, never before the key-up."""
+    levels = envelope(audio, sample_rate)
+    if levels.size == 0 or levels.max() == 0.0:
+        return max(note.length, MIN_SECONDS)
+    loud = np.nonzero(levels >= levels.max() * 10 ** (END_DB / 20))[0]
+    end = (loud[-1] + 1) * HOP_SECONDS
+    return float(np.clip(max(end, note.length + HOP_SECONDS), MIN_SECONDS, len(audio) / sample_rate))
+
+
+def track_pitch(audio: np.ndarray, sample_rate: int, note: Note, duration: float) -> PitchTrack:
+    """The f0 track as semitones from ``note.pitch``; a flat line at ``note.cents`` when unpitched or
+    untrustworthy. Octave slips are folded back, gaps bridged from the trusted frames around them."""
+    flat = PitchTrack(np.array([0.0, duration]), np.full(2, note.cents / 100.0))
+    if not note.pitched:
+        return flat
+    periods, aperiodicity, rms = yin(audio[: round((duration + 0.1) * sample_rate)], sample_rate)
+    if periods.size < 3:
+        return flat
+    times = np.arange(periods.size) * HOP_SECONDS
+    semitones = 69.0 + 12.0 * np.log2(sample_rate / periods / 440.0) - note.pitch
+    centre = note.cents / 100.0
+    semitones -= 12.0 * np.round((semitones - centre) / 12.0) * (np.abs(semitones - centre) > 7.0)
+    trusted = (aperiodicity <= PERIODIC_LIMIT) & (rms >= rms.max() * 10 ** (TRACK_FLOOR_DB / 20))
+    trusted &= np.abs(semitones - centre) <= MAX_DEVIATION
+    if trusted.sum() < 3:
+        return flat
+    bridged = np.interp(times, times[trusted], semitones[trusted])
+    padded = np.pad(bridged, 2, mode="edge")
+    smoothed = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
+    return PitchTrack(times, smoothed)
+
+
+def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = KEYFRAMES) -> np.ndarray:
+    """``count`` instants over ``duration``, dense where the spectrum changes fast.
+
+    The instants lie on straight lines between ``sweep_knots``, so one drawn LFO shape can play them. The rate of change is the mean absolute step, in dB, of ``WARP_BANDS`` log-spaced band levels
+    between spectra ``CHANGE_HOP`` apart; ``STEADY_SHARE`` of the instants are spread evenly.
+    """
+    hop = max(1, round(CHANGE_HOP * sample_rate))
+    window = 1024
+    padded = np.pad(np.asarray(audio, dtype=np.float64)[: round(duration * sample_rate)], (window // 2, window))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][: max(2, round(duration / CHANGE_HOP) + 1)]
+    power = np.abs(np.fft.rfft(frames * np.hanning(window), axis=1)) ** 2
+    edges = np.unique(np.geomspace(2, window // 2 + 1, WARP_BANDS + 1).astype(int))
+    bands = np.add.reduceat(power, edges[:-1], axis=1)
+    levels = 10.0 * np.log10(bands + bands.max() * 1e-8 + 1e-20)
+    change = np.abs(np.diff(levels, axis=0)).mean(axis=1)
+    total = change.sum()
+    density = (1.0 - STEADY_SHARE) * change / total if total > 0 else np.zeros_like(change)
+    density += STEADY_SHARE / change.size
+    warp = np.concatenate(([0.0], np.cumsum(density)))
+    warp /= warp[-1]
+    grid = np.linspace(0.0, duration, warp.size)
+    knots = sweep_knots(count)
+    return np.interp(np.arange(count), knots, np.interp(knots / (count - 1), warp, grid))
+
+
+def sweep_knots(count: int = KEYFRAMES) -> np.ndarray:
+    """Keyframe indices where the sweep's drawn shape has its points: between them it is a straight
+    line, so keyframe times are interpolated between these and the drawn sweep hits every frame on time."""
+    return np.unique(np.round(np.linspace(0, count - 1, SWEEP_POINTS)).astype(int))
+
+
+def _windowed_spectrum(audio: np.ndarray, centre: int, length: int) -> tuple[np.ndarray, float, float]:
+    """Spectrum (zero-padded twice) of a Hann window of ``length`` samples centred on ``centre``,
+    phases referred to the centre; with the window's sum and the bin spacing in cycles per sample."""
+    start = centre - length // 2
+    segment = np.zeros(length)
+    lo, hi = max(start, 0), min(start + length, audio.size)
+    if hi > lo:
+        segment[lo - start : hi - start] = audio[lo:hi]
+    window = np.hanning(length)
+    size = 2 * length
+    spectrum = np.fft.rfft(segment * window, size)
+    spectrum *= np.exp(2j * np.pi * np.arange(spectrum.size) * (length // 2) / size)
+    return spectrum, float(window.sum()), 1.0 / size
+
+
+def harmonics_at(audio: np.ndarray, sample_rate: int, centre: int, f0: float) -> tuple[np.ndarray, np.ndarray]:
+    """(amplitudes, sine phases) of harmonics 1..MAX_HARMONIC around sample ``centre``; 0 above Nyquist.
+
+    Each harmonic is read at the strongest bin within a quarter of f0 of where it should be, so a
+    slightly stretched or mistracked partial is still found.
+    """
+    length = max(MIN_WINDOW, round(HARMONIC_PERIODS * sample_rate / f0))
+    spectrum, window_sum, bin_cycles = _windowed_spectrum(audio, centre, length)
+    magnitude = np.append(np.abs(spectrum), 0.0)
+    per_bin = f0 / sample_rate / bin_cycles  # bins per harmonic
+    count = min(MAX_HARMONIC, int(0.49 * sample_rate / f0))
+    amplitudes, phases = np.zeros(MAX_HARMONIC), np.zeros(MAX_HARMONIC)
+    if count < 1:
+        return amplitudes, phases
+    k = np.arange(1, count + 1)
+    lows = np.clip(np.round((k - 0.25) * per_bin).astype(int), 0, spectrum.size - 1)
+    highs = np.round((k + 0.25) * per_bin).astype(int)
+    span = lows[:, None] + np.arange(int(np.ceil(0.5 * per_bin)) + 2)
+    span = np.minimum(span, spectrum.size)  # index spectrum.size reads the appended 0
+    peaks = span[np.arange(count), np.argmax(np.where(span <= highs[:, None], magnitude[span], -1.0), axis=1)]
+    amplitudes[:count] = 2.0 * magnitude[peaks] / window_sum
+    phases[:count] = np.angle(np.append(spectrum, 0.0)[peaks]) + np.pi / 2
+    return amplitudes, phases
+
+
+def residual_amplitudes(audio: np.ndarray, sample_rate: int, centre: int, f0: float | None,
+                        residual_hz: float) -> np.ndarray:
+    """Amplitudes of the residual's comb lines 1..MAX_HARMONIC, ``residual_hz`` apart, around ``centre``.
+
+    Bins within a quarter harmonic spacing of a harmonic are masked and bridged; the comb's total
+    power is set to the residual's share of the window's power.
+    """
+    length = RESIDUAL_WINDOW if f0 is None else max(RESIDUAL_WINDOW, round(RESIDUAL_PERIODS * sample_rate / f0))
+    spectrum, _, bin_cycles = _windowed_spectrum(audio, centre, length)
+    power = np.abs(spectrum) ** 2
+    freqs = np.arange(power.size) * bin_cycles * sample_rate
+    residual = power
+    if f0 is not None:
+        distance = np.abs(freqs / f0 - np.round(freqs / f0)) * f0
+        keep = (distance > 0.25 * f0) | (freqs < 0.5 * f0)
+        residual = np.interp(freqs, freqs[keep], power[keep]) if keep.sum() > 1 else np.zeros_like(power)
+    total = power.sum()
+    start = centre - length // 2
+    segment = audio[max(start, 0) : max(start + length, 0)]
+    instant_power = float(np.mean(np.square(segment))) if segment.size else 0.0
+    lines = np.arange(1, MAX_HARMONIC + 1) * residual_hz
+    audible = lines < min(MAX_RESIDUAL_HZ, 0.49 * sample_rate)
+    width = max(1, round(residual_hz / (freqs[1] - freqs[0])))
+    smoothed = np.convolve(residual, np.ones(width) / width, mode="same")
+    density = np.where(audible, np.interp(lines, freqs, smoothed), 0.0)
+    if total <= 0.0 or density.sum() <= 0.0:
+        return np.zeros(MAX_HARMONIC)
+    share = min(1.0, residual.sum() / total)
+    line_power = density / density.sum() * share * instant_power  # each line's a^2 / 2
+    return np.sqrt(2.0 * line_power)
+
+
+def cycles(amplitudes: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """One ``FRAME_SIZE``-sample cycle per row of harmonic ``amplitudes``: sum of a_k sin(k x + phi_k)."""
+    spectrum = np.zeros((amplitudes.shape[0], FRAME_SIZE // 2 + 1), dtype=np.complex128)
+    spectrum[:, 1 : MAX_HARMONIC + 1] = amplitudes * (FRAME_SIZE / 2) * np.exp(1j * (phases - np.pi / 2))
+    return np.fft.irfft(spectrum, FRAME_SIZE, axis=1).astype(np.float32)
+
+
+def midi_hz(note: float) -> float:
+    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
+def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> Resynthesis:
+    """Measure ``audio`` (mono, from its onset) for a resynthesis patch played at ``note``."""
+    audio = np.asarray(audio, dtype=np.float64)
+    duration = sound_duration(audio, sample_rate, note)
+    sustain = float(min(note.length, duration))
+    pitch = track_pitch(audio, sample_rate, note, duration)
+    times = keyframe_times(audio, sample_rate, duration)
+    residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
+    residual_hz = midi_hz(residual_note)
+    centres = np.round(times * sample_rate).astype(int)
+    harmonics = np.zeros((KEYFRAMES, MAX_HARMONIC))
+    residual = np.zeros((KEYFRAMES, MAX_HARMONIC))
+    f0s = midi_hz(note.pitch) * 2.0 ** (pitch.at(times) / 12.0) if note.pitched else [None] * KEYFRAMES
+    phases = np.zeros((KEYFRAMES, MAX_HARMONIC))
+    for k, (centre, f0) in enumerate(zip(centres, f0s)):
+        if f0 is not None:
+            harmonics[k], phases[k] = harmonics_at(audio, sample_rate, centre, f0)
+        residual[k] = residual_amplitudes(audio, sample_rate, centre, f0, residual_hz)
+    # One set of phases for every frame, the loudest instant's: frames then morph without cancelling.
+    phases = phases[int(np.argmax((harmonics**2).sum(axis=1)))]
+    random_phases = np.random.default_rng(RESIDUAL_PHASE_SEED).uniform(0.0, 2.0 * np.pi, MAX_HARMONIC)
+    return Resynthesis(
+        note=note,
+        duration=duration,
+        sustain=sustain,
+        times=times,
+        harmonic_frames=cycles(harmonics, phases),
+        residual_frames=cycles(residual, random_phases),
+        residual_note=residual_note,
+        pitch=pitch,
+    )

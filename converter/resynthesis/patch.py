@@ -1,0 +1,100 @@
+"""A playable Vital patch from a resynthesis: the input's own spectra as wavetables, swept in time.
+
+- Oscillator 1 plays the harmonic table at the detected note; oscillator 2 plays the residual
+  table on a low comb (``Resynthesis.residual_note``), so it sounds like the input's noise.
+- LFO 1 sweeps both tables' wave frame: one shot in Seconds, Vital's *Sustain Envelope* mode, so
+  the sweep stops at the frame where the input's key went up for as long as a key is held, and
+  plays the input's own tail after key-up. Its drawn shape is the keyframe time warp.
+- LFO 2, in the same mode, draws the pitch track onto oscillator 1's transpose when the pitch
+  moves (vibrato, glides, the drop of a kick); a steady detune goes to the tune knob instead.
+- The amp envelope is open (instant attack, full sustain); its release outlasts the input's tail,
+  which the frames already carry. Other keys transpose the whole patch; velocity stays Vital's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converter.lfo_shapes import LFOShape
+from converter.preset import add_route, init_preset
+from converter.resynthesis.analysis import KEYFRAMES, Resynthesis, sweep_knots
+from converter.wavetables import Wavetable
+
+SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
+TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
+PITCH_POINTS = 64  # evenly spaced points of the drawn pitch track, on top of the sweep's own
+AUDIBLE_SHARE_DB = -40.0  # an oscillator this far under the other adds nothing
+RELEASE_STRETCH = 2.0  # the amp release lasts this many times the input's tail, so it barely colours it
+MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
+SWEEP_LFO, PITCH_LFO = 1, 2
+
+
+def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
+    """The Vital preset (JSON-ready dict) that plays ``resynthesis`` back at its note."""
+    preset = init_preset()
+    preset.update(preset_name=name)
+    settings = preset["settings"]
+    harmonic, residual = resynthesis.harmonic_frames, resynthesis.residual_frames
+    peak = max(float(np.abs(harmonic).max()), float(np.abs(residual).max()))
+    if peak <= 0.0:
+        raise ValueError("nothing to resynthesise: the sound is silent")
+    loudest = max(resynthesis.harmonic_level, resynthesis.residual_level)
+    floor = loudest * 10 ** (AUDIBLE_SHARE_DB / 20)
+    tables = (("harmonics", harmonic, resynthesis.harmonic_level), ("residual", residual, resynthesis.residual_level))
+    for osc, (label, frames, level) in enumerate(tables, start=1):
+        on = level > floor
+        settings[f"osc_{osc}_on"] = 1.0 if on else 0.0
+        settings[f"osc_{osc}_level"] = 1.0
+        settings[f"osc_{osc}_random_phase"] = 0.0
+        settings[f"osc_{osc}_wave_frame"] = 0.0
+        if on:
+            table = Wavetable(f"vinv {label}", frames / peak, keep_level=True).to_vital()
+            # A keyframe on every frame position leaves nothing to morph: Vital loads it 40 % faster unmorphed.
+            table["groups"][0]["components"][0]["interpolation_style"] = 0
+            settings["wavetables"][osc - 1] = table
+            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", 1.0)
+    settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
+    settings["osc_3_on"] = 0.0
+    _open_amp_envelope(settings, resynthesis)
+    knots = sweep_knots()
+    _one_shot_lfo(settings, SWEEP_LFO, resynthesis, LFOShape(
+        "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (KEYFRAMES - 1)))))
+    _pitch(settings, resynthesis)
+    return preset
+
+
+def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
+    tail = resynthesis.duration - resynthesis.sustain
+    release = float(np.clip(RELEASE_STRETCH * tail, MIN_RELEASE, MAX_RELEASE))
+    settings.update(env_1_delay=0.0, env_1_attack=0.0, env_1_hold=0.0, env_1_decay=1.0, env_1_sustain=1.0,
+                    env_1_release=release**0.25)  # Vital's envelope times are raw^4 seconds
+
+
+def _one_shot_lfo(settings: dict, lfo: int, resynthesis: Resynthesis, shape: LFOShape) -> None:
+    """LFO ``lfo`` plays ``shape`` once over the sound, holding where the key went up until it is released."""
+    settings.update({
+        f"lfo_{lfo}_sync_type": SUSTAIN_ENVELOPE,
+        f"lfo_{lfo}_sync": SECONDS,
+        f"lfo_{lfo}_frequency": float(np.log2(1.0 / resynthesis.duration)),  # Vital's LFO rate is 2^raw Hz
+        f"lfo_{lfo}_phase": float(np.clip(resynthesis.sustain / resynthesis.duration, 0.0, 1.0)),
+        f"lfo_{lfo}_smooth_mode": 0.0,
+        f"lfo_{lfo}_delay_time": 0.0,
+        f"lfo_{lfo}_fade_time": 0.0,
+    })
+    settings["lfos"][lfo - 1] = shape.to_vital()
+
+
+def _pitch(settings: dict, resynthesis: Resynthesis) -> None:
+    """A moving pitch becomes a drawn LFO on oscillator 1's transpose; a steady one its tune knob."""
+    track = resynthesis.pitch
+    if not track.varies:
+        settings["osc_1_tune"] = float(np.clip(np.median(track.semitones), -1.0, 1.0))
+        return
+    times = np.union1d(np.linspace(0.0, resynthesis.duration, PITCH_POINTS), resynthesis.times[sweep_knots()])
+    semitones = track.at(times)
+    amount = max(float(np.abs(semitones).max()), 0.01) / TRANSPOSE_RANGE
+    values = 0.5 * (semitones / (amount * TRANSPOSE_RANGE) + 1.0)
+    shape = LFOShape("vinv pitch", tuple(zip(times / resynthesis.duration, np.clip(values, 0.0, 1.0))))
+    _one_shot_lfo(settings, PITCH_LFO, resynthesis, shape)
+    settings["osc_1_tune"] = 0.0
+    add_route(settings, f"lfo_{PITCH_LFO}", "osc_1_transpose", amount, bipolar=True)
