@@ -111,7 +111,7 @@ class _Worker:
 def _start_worker(model_path: str, out: str, warm_up: str, ready) -> None:
     _Worker.model = PresetModel.load(model_path, threads=1)
     _Worker.out = Path(out)
-    convert(warm_up, model=_Worker.model, out_dir=_Worker.out)  # resampy's JIT and first-call caches
+    convert(warm_up, model=_Worker.model, out_dir=_Worker.out)  # first-call caches
     ready.wait()
 
 

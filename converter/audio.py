@@ -8,7 +8,7 @@ shorter. Leading silence is dropped, and a longer sound is judged by its first 5
 from __future__ import annotations
 
 import numpy as np
-import resampy
+import soxr
 
 MODEL_SAMPLE_RATE = 24000
 CLIP_SECONDS = 5
@@ -33,7 +33,15 @@ def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     mono = to_mono(audio)
     if sample_rate == MODEL_SAMPLE_RATE:
         return mono
-    return resampy.resample(mono, sample_rate, MODEL_SAMPLE_RATE, filter="kaiser_fast").astype(np.float32)
+    return resample(mono, sample_rate, MODEL_SAMPLE_RATE)
+
+
+def resample(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Mono float32 audio at ``target_rate``: soxr, the one resampler of training, export and converter."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if sample_rate == target_rate or audio.size == 0:
+        return audio
+    return np.asarray(soxr.resample(audio, sample_rate, target_rate, quality="HQ"), dtype=np.float32)
 
 
 def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:

@@ -29,10 +29,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import resampy
 import soundfile
 
-from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, to_model_rate
+from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, resample, to_model_rate
 from converter.decode import decode_outputs
 from converter.distance import prepare_target, similarity
 from converter.files import atomic_write_bytes
@@ -113,9 +112,7 @@ def analyse(audio: InputAudio) -> Analysis:
     lead = min(onset, round(PRE_ROLL_SAMPLES * rate / MODEL_SAMPLE_RATE))
     segment = audio.samples[onset - lead : onset + round(ANALYSIS_SECONDS * rate)]
     at_model_rate = to_model_rate(segment, rate)
-    at_vital_rate = segment
-    if rate != SAMPLE_RATE:
-        at_vital_rate = resampy.resample(segment, rate, SAMPLE_RATE, filter="kaiser_fast")
+    at_vital_rate = resample(segment, rate, SAMPLE_RATE)
     note = detect_note(at_model_rate[round(lead * MODEL_SAMPLE_RATE / rate):], MODEL_SAMPLE_RATE)
     target = np.asarray(at_vital_rate[round(lead * SAMPLE_RATE / rate):], dtype=np.float32)
     return Analysis(note, prepare_clip(at_model_rate), target)
