@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from converter.decode import MODULATION_THRESHOLD, decode_outputs, output_slices, top_choices
-from converter.parameters import Kind, ParameterSpace, parameter_space
+from converter.parameters import Kind, ParameterSpace
 from converter.preset import preset_from_vector
-
-
-@pytest.fixture(scope="module")
-def space() -> ParameterSpace:
-    return parameter_space()
 
 
 def neutral_row(space: ParameterSpace) -> np.ndarray:

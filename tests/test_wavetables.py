@@ -33,11 +33,6 @@ def bank() -> WavetableBank:
     return default_bank()
 
 
-@pytest.fixture(scope="module")
-def synth() -> vita.Synth:
-    return vita.Synth()
-
-
 def render_table(synth: vita.Synth, table_json: dict, frame: float = 0.0) -> np.ndarray:
     """A steady stretch of one note of the init patch with ``table_json`` as a plain oscillator 1."""
     synth.load_init_preset()
