@@ -2,13 +2,13 @@
 
 Each method's preset for a held-out sound is rendered with Vital at the sound's pitch, velocity
 and note length and compared with it at 24 kHz over the note plus its one-second tail: MR-STFT
-distance (the headline; RMS-normalised, the training loss's measure), log-spectral distance and
-MFCC L1. A method offering several candidates (the flow head's samples, the random search) keeps
-the candidate that renders closest and pays one render per candidate, which is the cost the model
-must undercut. The baselines of training/baselines.py run in the same pass on the same sounds, so
-every number has its yardstick; dataset sounds also get parameter errors per group, and the
-optional out-of-domain set (training/instruments.py) shows how the model does on sounds Vital did
-not make.
+distance (the headline; RMS-normalised, what the converter scores and refines with; training
+grades parameters, not audio), log-spectral distance and MFCC L1. A method offering several
+candidates (the flow head's samples, the random search) keeps the candidate that renders closest
+and pays one render per candidate, which is the cost the model must undercut. The baselines of
+training/baselines.py run in the same pass on the same sounds, so every number has its yardstick;
+dataset sounds also get parameter errors per group, and the optional out-of-domain set
+(training/instruments.py) shows how the model does on sounds Vital did not make.
 """
 
 from __future__ import annotations
@@ -372,9 +372,9 @@ class Report:
             "",
             "Every preset is rendered with Vital at the sound's pitch, velocity and note length and compared over "
             "the note plus its one-second tail at 24 kHz. MR-STFT: RMS-normalised multi-resolution STFT distance "
-            "(auraloss's, the training loss), median over sounds; × init: that median over the init patch's; "
-            "LSD: log-spectral distance (dB); MFCC: mean |difference| of 20 MFCCs. Renders and seconds are what "
-            "choosing the preset costs per sound: model inference or patch sampling (wall time) plus, for methods "
+            "(auraloss's; the converter's match score), median over sounds; × init: that median over the init "
+            "patch's; LSD: log-spectral distance (dB); MFCC: mean |difference| of 20 MFCCs. Renders and seconds "
+            "are what choosing the preset costs per sound: model inference or patch sampling (wall time) plus, for methods "
             "that pick among candidates, the CPU time of rendering and scoring them (embedding the retrieval "
             f"index took {self.index_seconds:.1f} s once).",
         ]

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from converter.decode import MODULATION_THRESHOLD, output_slices
 from converter.parameters import Kind, parameter_space
+from training.losses import categorical_gather
 
 TIME_FEATURES = 32
 
@@ -42,11 +43,8 @@ class FlowHead(nn.Module):
         self.velocity = nn.Sequential(*layers)
         starts = np.array([s.start for s in output_slices(space)])
         kinds = [p.kind for p in space.parameters]
-        categorical = np.flatnonzero([k is Kind.CATEGORICAL for k in kinds])
-        widest = max(space.parameters[k].size for k in categorical)
-        gather = np.full((len(categorical), widest), -1)
-        for row, k in enumerate(categorical):
-            gather[row, : space.parameters[k].size] = starts[k] + np.arange(space.parameters[k].size)
+        categorical = space.indices(Kind.CATEGORICAL)
+        gather = categorical_gather(space)
         selector = np.zeros((len(categorical), len(space)), np.float32)
         selector[np.arange(len(categorical)), categorical] = 1.0
         self.register_buffer("starts", torch.from_numpy(starts), persistent=False)

@@ -51,6 +51,17 @@ CATEGORICAL_SCALE = 0.3  # cross-entropy runs about ten times larger than a knob
 SWITCH_SCALE = 0.3
 
 
+def categorical_gather(space: ParameterSpace) -> np.ndarray:
+    """(categoricals, most options) output columns of each categorical's logits, in table order, padded with -1."""
+    starts = [s.start for s in output_slices(space)]
+    categorical = space.indices(Kind.CATEGORICAL)
+    sizes = [space.parameters[k].size for k in categorical]
+    gather = np.full((len(categorical), max(sizes)), -1, dtype=np.int64)
+    for row, (k, size) in enumerate(zip(categorical, sizes)):
+        gather[row, :size] = starts[k] + np.arange(size)
+    return gather
+
+
 def _columns(space: ParameterSpace, names: list[str]) -> np.ndarray:
     return np.array([space.index(name) for name in names], dtype=np.int64)
 
@@ -186,14 +197,8 @@ class ParameterLoss(nn.Module):
         knobs = np.concatenate([space.indices(Kind.CONTINUOUS), space.indices(Kind.INTEGER)])
         self.register_buffer("knob_index", torch.from_numpy(np.sort(knobs)), persistent=False)
         self.register_buffer("starts", starts, persistent=False)
-        categorical = space.indices(Kind.CATEGORICAL)
-        widest = max(space.parameters[k].size for k in categorical)
-        gather = torch.full((len(categorical), widest), -1, dtype=torch.long)
-        for row, k in enumerate(categorical):
-            size = space.parameters[k].size
-            gather[row, :size] = torch.arange(size) + int(starts[k])
-        self.register_buffer("categorical_index", torch.from_numpy(categorical), persistent=False)
-        self.register_buffer("categorical_gather", gather, persistent=False)
+        self.register_buffer("categorical_index", torch.from_numpy(space.indices(Kind.CATEGORICAL)), persistent=False)
+        self.register_buffer("categorical_gather", torch.from_numpy(categorical_gather(space)), persistent=False)
 
     @staticmethod
     def _mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
