@@ -36,8 +36,9 @@ def fundamental(audio: np.ndarray) -> float:
     return float(np.fft.rfftfreq(padded, 1.0 / SAMPLE_RATE)[np.argmax(spectrum)])
 
 
-def test_sample_rate_is_cd_rate() -> None:
-    assert SAMPLE_RATE == 44100
+def test_sample_rate_is_the_engines() -> None:
+    """Every length and pitch in vinv is counted at SAMPLE_RATE: a second of Vital's audio must be that long."""
+    assert vita.Synth().render(60, 0.8, 0.5, 1.0).shape == (2, SAMPLE_RATE)
 
 
 def test_render_returns_stereo_float32(init_preset: dict) -> None:
@@ -103,8 +104,7 @@ def test_held_random_phase_makes_fresh_engines_agree() -> None:
 def test_same_preset_renders_identically_whatever_came_before(init_preset: dict) -> None:
     """Vital glides smoothed controls (levels, cutoffs) from their previous values after a load.
 
-    converter.render keeps one engine per process, so the first render of a preset must not start
-    from the settings of the preset rendered before it.
+    The first render of a preset must not start from the settings of the preset rendered before it.
     """
     space = parameter_space()
     other = space.default_vector()
@@ -123,8 +123,8 @@ def test_same_preset_renders_identically_whatever_came_before(init_preset: dict)
 def test_time_based_effects_render_the_same_whatever_came_before(effect: str) -> None:
     """Vital's effects keep running state (delay lines, modulation phase) from one note to the next.
 
-    converter.render keeps one engine per process, so a preset must sound as it does on a fresh
-    engine, or the same preset renders differently depending on what was rendered before it.
+    A preset must sound as it does on a fresh engine, or the same preset renders differently
+    depending on what was rendered before it.
     """
     preset = effects_preset(effect)
     fresh = vita.Synth()
