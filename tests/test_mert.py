@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from training.frontend import CLIP_SAMPLES
+from training.frontend import CLIP_SAMPLES, SAMPLE_RATE
 from training.model import MertEncoder, ParameterModel, load_mert_weights, mert_config
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
@@ -31,15 +31,17 @@ def mert_layout_state(seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_mert_config_has_mert_v1_95m_shapes():
-    config = mert_config()
-    stride = 1
-    for s in config.conv_stride:
-        stride *= s
-    assert stride == 320 and tuple(config.conv_kernel) == (10, 3, 3, 3, 3, 2, 2)
-    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size) == \
-        (12, 768, 12, 3072)
-    assert config.feat_extract_norm == "group" and not config.do_stable_layer_norm
+@pytest.mark.slow
+def test_full_size_encoder_answers_like_mert_v1_95m():
+    """MERT-v1-95M hears 24 kHz audio as 75 frames a second; 12 layers plus the embedding, 768 wide, are pooled."""
+    encoder = MertEncoder(embedding_dim=32)
+    with torch.no_grad():
+        frames = [encoder.hubert(torch.randn(1, seconds * SAMPLE_RATE) * 0.1).last_hidden_state.shape[1]
+                  for seconds in (1, 2)]
+        features = encoder.features(torch.randn(1, SAMPLE_RATE) * 0.1)
+        embedding = encoder.embed_features(features)
+    assert SAMPLE_RATE == 24000 and frames[1] - frames[0] == 75
+    assert features.shape == (1, 13, 768) and embedding.shape == (1, 32)
 
 
 @pytest.mark.parametrize("file_name", ["pytorch_model.bin", "model.safetensors"])
