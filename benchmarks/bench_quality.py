@@ -61,7 +61,7 @@ def build_heldout(folder: Path) -> None:
     def write(source: str, name: str, audio: np.ndarray) -> None:
         path = folder / source / f"{name}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
+        if not path.exists() and np.abs(audio).max() > 1e-3:  # a sampled patch may be silent at its note
             soundfile.write(path, np.asarray(audio).T if audio.shape[0] == 2 else audio, SAMPLE_RATE)
 
     for name, program in GM_PROGRAMS.items():

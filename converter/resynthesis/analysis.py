@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from converter.note import HOP_SECONDS, Note, envelope, yin
+from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, yin
 
 KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 FRAME_SIZE = 2048
@@ -103,7 +103,7 @@ def track_pitch(audio: np.ndarray, sample_rate: int, note: Note, duration: float
     periods, aperiodicity, rms = yin(audio[: round((duration + 0.1) * sample_rate)], sample_rate)
     if periods.size < 3:
         return flat
-    times = np.arange(periods.size) * HOP_SECONDS
+    times = np.arange(periods.size) * HOP_SECONDS + WINDOW_SECONDS / 2  # each YIN frame integrates its first window
     semitones = 69.0 + 12.0 * np.log2(sample_rate / periods / 440.0) - note.pitch
     centre = note.cents / 100.0
     semitones -= 12.0 * np.round((semitones - centre) / 12.0) * (np.abs(semitones - centre) > 7.0)
@@ -192,7 +192,7 @@ def residual_amplitudes(audio: np.ndarray, sample_rate: int, centre: int, f0: fl
                         residual_hz: float) -> np.ndarray:
     """Amplitudes of the residual's comb lines 1..MAX_HARMONIC, ``residual_hz`` apart, around ``centre``.
 
-    Bins within a quarter harmonic spacing of a harmonic are masked and bridged; the comb's total
+    Bins within 0.4 of a harmonic spacing of a harmonic are masked and bridged; the comb's total
     power is set to the residual's share of the window's power.
     """
     length = RESIDUAL_WINDOW if f0 is None else max(RESIDUAL_WINDOW, round(RESIDUAL_PERIODS * sample_rate / f0))
@@ -202,7 +202,7 @@ def residual_amplitudes(audio: np.ndarray, sample_rate: int, centre: int, f0: fl
     residual = power
     if f0 is not None:
         distance = np.abs(freqs / f0 - np.round(freqs / f0)) * f0
-        keep = (distance > 0.25 * f0) | (freqs < 0.5 * f0)
+        keep = (distance > 0.4 * f0) | (freqs < 0.5 * f0)  # past the window's first two sidelobes (-41 dB)
         residual = np.interp(freqs, freqs[keep], power[keep]) if keep.sum() > 1 else np.zeros_like(power)
     total = power.sum()
     start = centre - length // 2

@@ -1,0 +1,165 @@
+"""Resynthesis through real Vital renders: tables hold the input's harmonics, sweeps keep its time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import vita
+
+from converter.convert import analyse, convert, render_preview
+from converter.input_audio import InputAudio
+from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
+from converter.render import SAMPLE_RATE, render
+from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
+
+SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+
+
+def tone(frequency, seconds: float = 1.0, harmonics: int = 1, amplitude=0.5) -> np.ndarray:
+    """Band-limited sawtooth partials 1..harmonics (1/n) at ``frequency`` (Hz, scalar or per sample)."""
+    n = round(seconds * SAMPLE_RATE)
+    frequency = np.broadcast_to(np.asarray(frequency, dtype=np.float64), (n,))
+    phase = 2 * np.pi * np.cumsum(frequency) / SAMPLE_RATE
+    wave = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
+    return (np.broadcast_to(amplitude, (n,)) * wave).astype(np.float32)
+
+
+def harmonic_levels(frame: np.ndarray, count: int) -> np.ndarray:
+    """dB of harmonics 1..count of one table frame, relative to the strongest."""
+    magnitude = np.abs(np.fft.rfft(frame))[1 : count + 1]
+    return 20 * np.log10(magnitude / magnitude.max() + 1e-12)
+
+
+def measured(audio: np.ndarray, pitch: int, length: float, cents: float = 0.0):
+    return analyse_for_resynthesis(audio, SAMPLE_RATE, Note(pitch, cents, True, 1.0, length))
+
+
+def levels_db(audio: np.ndarray, times: np.ndarray, window: float = 0.02) -> np.ndarray:
+    half = round(window * SAMPLE_RATE / 2)
+    return np.array([10 * np.log10(np.mean(audio[max(0, round(t * SAMPLE_RATE) - half):
+                                                 round(t * SAMPLE_RATE) + half] ** 2) + 1e-12) for t in times])
+
+
+def test_a_sine_gives_a_one_harmonic_table():
+    resynthesis = measured(tone(220.0), 57, 0.8)
+    assert resynthesis.harmonic_frames.shape == (KEYFRAMES, FRAME_SIZE)
+    steady = resynthesis.harmonic_frames[KEYFRAMES // 2]
+    assert np.all(harmonic_levels(steady, 40)[1:] < -40)  # the window's own leakage stays under -40 dB
+    residual = np.sqrt(np.mean(resynthesis.residual_frames[KEYFRAMES // 2] ** 2))
+    assert residual < 0.01 * np.sqrt(np.mean(steady**2))  # no noise under a steady sine
+
+
+def test_a_saw_falls_as_one_over_n_in_the_table_and_in_vitals_render():
+    resynthesis = measured(tone(110.0, harmonics=60), 45, 0.8)
+    levels = harmonic_levels(resynthesis.harmonic_frames[KEYFRAMES // 2], 20)
+    np.testing.assert_allclose(levels, -20 * np.log10(np.arange(1, 21)), atol=1.0)
+
+    rendered = render(resynthesis_preset(resynthesis), 45, 0.8, 0.8, 1.0).mean(axis=0)
+    spectrum = np.abs(np.fft.rfft(rendered[11025:11025 + 16384] * np.hanning(16384)))
+    bins = np.round(np.arange(1, 11) * 110.0 * 16384 / SAMPLE_RATE).astype(int)
+    peaks = np.array([spectrum[b - 3 : b + 4].max() for b in bins])
+    np.testing.assert_allclose(20 * np.log10(peaks / peaks[0]), -20 * np.log10(np.arange(1, 11)), atol=1.5)
+
+
+def test_loudness_curve_and_pitch_glide_render_back():
+    """A tone that decays 24 dB/s while gliding from A3 up a fifth is played back with both, in time."""
+    seconds = 1.2
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    frequency = 220.0 * 2 ** (np.clip(t / 0.6, 0, 1) * 7 / 12)
+    audio = tone(frequency, seconds, harmonics=8, amplitude=0.5 * 10 ** (-24 * t / 20))
+    resynthesis = measured(audio, 57, seconds)
+    assert resynthesis.pitch.varies
+    rendered = render(resynthesis_preset(resynthesis), 57, 0.8, seconds, seconds + 0.2).mean(axis=0)
+
+    times = np.array([0.1, 0.3, 0.5, 0.7, 0.9, 1.1])
+    expected = levels_db(audio, times)
+    got = levels_db(rendered, times)
+    np.testing.assert_allclose(got - got[0], expected - expected[0], atol=2.0)  # within 2 dB of the curve
+
+    periods, _, _ = yin(rendered.astype(np.float64), SAMPLE_RATE)
+    track = 12 * np.log2(SAMPLE_RATE / periods / 220.0)
+    glide = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
+    frames = np.round((glide - WINDOW_SECONDS / 2) / HOP_SECONDS).astype(int)  # YIN frames integrate their start
+    wanted = 12 * np.log2(frequency[np.round(glide * SAMPLE_RATE).astype(int)] / 220.0)
+    np.testing.assert_allclose(track[frames], wanted, atol=0.3)  # within 30 cents along the glide
+
+
+def test_a_held_key_keeps_sounding_and_the_release_is_the_inputs_tail():
+    """An organ-like note held 0.5 s then fading over 0.3 s: a key held 2 s still sounds at the end."""
+    t = np.arange(round(0.8 * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.where(t < 0.5, 1.0, 10 ** (-60 * (t - 0.5) / 0.3 / 20))
+    resynthesis = measured(tone(196.0, 0.8, harmonics=5, amplitude=0.5 * envelope), 55, 0.5)
+    preset = resynthesis_preset(resynthesis)
+    held = render(preset, 55, 0.8, 2.0, 2.6).mean(axis=0)
+    level = levels_db(held, np.array([0.3, 1.0, 1.9, 2.5]))
+    assert abs(level[1] - level[0]) < 3 and abs(level[2] - level[0]) < 3  # sustains while held
+    assert level[3] < level[0] - 30  # and fades once released
+    higher = render(preset, 67, 0.8, 0.4, 0.5).mean(axis=0)  # another key transposes
+    periods, _, _ = yin(higher[4410:].astype(np.float64), SAMPLE_RATE)
+    assert 12 * np.log2(SAMPLE_RATE / np.median(periods) / 196.0) == pytest.approx(12, abs=0.3)
+
+
+def test_each_frame_is_heard_when_it_was_measured():
+    """A sine that gains its third harmonic at 0.4 s: the render gains it at 0.4 s too."""
+    t = np.arange(round(0.8 * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * 220.0 * t
+    audio = (0.5 * np.sin(phase) + 0.5 * (t >= 0.4) * np.sin(3 * phase)).astype(np.float32)
+    resynthesis = measured(audio, 57, 0.8)
+    rendered = render(resynthesis_preset(resynthesis), 57, 0.8, 0.8, 0.9).mean(axis=0)
+
+    def third_harmonic_share(at: float) -> float:
+        start = round(at * SAMPLE_RATE)
+        spectrum = np.abs(np.fft.rfft(rendered[start : start + 2048] * np.hanning(2048)))
+        first, third = (spectrum[round(k * 220.0 * 2048 / SAMPLE_RATE)] for k in (1, 3))
+        return third / first
+
+    onset = next(at for at in np.arange(0.2, 0.7, 0.005) if third_harmonic_share(at) > 0.5)
+    assert onset + 2048 / SAMPLE_RATE / 2 == pytest.approx(0.4, abs=0.03)
+
+
+def test_noise_is_resynthesised_from_the_residual(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(round(0.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    hats = (rng.standard_normal(t.size) * np.exp(-t / 0.08) * 0.5).astype(np.float32)
+    analysis = analyse(InputAudio(hats, SAMPLE_RATE))
+    assert not analysis.note.pitched
+    resynthesis = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
+    assert resynthesis.harmonic_level == 0.0 and resynthesis.residual_level > 0.0
+    preset = resynthesis_preset(resynthesis)
+    assert preset["settings"]["osc_1_on"] == 0.0 and preset["settings"]["osc_2_on"] == 1.0
+    preview = render_preview(preset, analysis.note).mean(axis=0)
+    assert levels_db(preview, np.array([0.05]))[0] > levels_db(preview, np.array([0.45]))[0] + 20  # it decays
+
+
+@pytest.mark.parametrize("mode, methods", [("resynth", {"resynth"}), ("patch", {"patch"}),
+                                           ("best", {"resynth", "patch", "hybrid"})])
+def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, tiny_model, mode, methods):
+    source = tmp_path / "lead.wav"
+    soundfile.write(source, tone(220.0, 0.6, harmonics=10), SAMPLE_RATE)
+    result = convert(source, model=tiny_model, mode=mode, variations=2)
+    assert result.method in methods
+    assert {variation.method for variation in result.variations} <= methods
+    assert [v.distance for v in result.variations] == sorted(v.distance for v in result.variations)
+    assert all(result.distance <= v.distance for v in result.variations)
+    for k, variation in enumerate(result.variations, start=1):
+        assert variation.preset_path == tmp_path / f"lead.alt-{k}.vital"
+        assert vita.Synth().load_json(variation.preset_path.read_text())
+    preset = json.loads(result.preset_path.read_text())
+    assert result.summary in preset["comments"] and f"{result.similarity:.0f}/100" in preset["comments"]
+    if mode == "resynth":
+        assert preset["settings"]["wavetables"][0]["name"] == "vinv harmonics"
+        assert len(result.variations) == 0  # one candidate: nothing else to offer
+
+
+def test_the_preview_is_the_winners_render(tmp_path, tiny_model):
+    source = tmp_path / "lead.wav"
+    soundfile.write(source, tone(220.0, 0.6, harmonics=10), SAMPLE_RATE)
+    result = convert(source, model=tiny_model, mode="best")
+    preview, _ = soundfile.read(result.preview_path, dtype="float32")
+    again = render_preview(json.loads(result.preset_path.read_text()), Note(result.note, result.cents, True, 1.0,
+                                                                           result.note_length))
+    assert np.abs(preview.T - again).max() < 2e-3  # same preset, same note: the same sound, 16-bit rounded
