@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +45,60 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def tiny_model(tiny_model_path) -> PresetModel:
     """The tiny model as the converter loads it: a real onnxruntime session."""
     return PresetModel.load(tiny_model_path, threads=1)
+
+
+CAP_DAC_OVERRIDE = 1  # linux/capability.h: what lets root write where permissions say no
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapabilityHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapabilitySet(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+@contextmanager
+def _effective_capability_dropped(capability: int) -> Iterator[None]:
+    """Linux: this thread loses ``capability`` until the block ends (it stays permitted, so it comes back)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = _CapabilityHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    sets = (_CapabilitySet * 2)()
+    if libc.capget(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    saved = sets[0].effective
+    sets[0].effective &= ~(1 << capability)
+    if libc.capset(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    try:
+        yield
+    finally:
+        sets[0].effective = saved
+        libc.capset(ctypes.byref(header), sets)
+
+
+@pytest.fixture
+def read_only() -> Callable[[Path], AbstractContextManager[Path]]:
+    """``with read_only(folder):`` nothing can be created in ``folder``, even by root (CI runs as root).
+
+    chmod alone does not stop root, so as root on Linux the test's thread also gives up CAP_DAC_OVERRIDE.
+    """
+    @contextmanager
+    def locked(folder: Path) -> Iterator[Path]:
+        folder.chmod(0o555)
+        try:
+            if os.geteuid() != 0:
+                yield folder
+            elif sys.platform.startswith("linux"):
+                with _effective_capability_dropped(CAP_DAC_OVERRIDE):
+                    yield folder
+            else:
+                pytest.skip("root ignores folder permissions here and only Linux lets a test give that up")
+        finally:
+            folder.chmod(0o755)
+
+    return locked
 
 
 @pytest.fixture(scope="module")

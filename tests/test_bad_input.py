@@ -150,16 +150,11 @@ def test_names_with_spaces_and_unicode_work(tmp_path, tiny_model, name):
     assert result.preview_path.name == f"{stem}.preview.wav" and result.preview_path.is_file()
 
 
-def test_read_only_folder(tmp_path, tiny_model):
+def test_read_only_folder(tmp_path, tiny_model, read_only):
     path = tmp_path / "kick.wav"
     soundfile.write(path, tone(), RATE)
-    tmp_path.chmod(0o555)
-    try:
-        if os.access(tmp_path, os.W_OK):
-            pytest.skip("running as root: chmod cannot make a folder read-only")
+    with read_only(tmp_path):
         assert_fails_cleanly(path, tiny_model, f"cannot write to {tmp_path}")
-    finally:
-        tmp_path.chmod(0o755)
 
 
 def test_a_failed_preview_write_removes_the_preset(tmp_path, tiny_model, monkeypatch):

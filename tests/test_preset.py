@@ -226,15 +226,16 @@ def test_at_most_64_routes_keep_the_strongest(space: ParameterSpace) -> None:
 
 @NEEDS_PRESETS
 def test_real_presets_project_into_range_and_still_sound(space: ParameterSpace) -> None:
+    """Every one, held for a second: the slowest pads (Hyperevolver, LimboStrings) barely start in 0.3 s."""
     silent = []
     for path in PRESET_FILES:
         vector = vector_from_preset(read_preset(path), space)
         assert_in_ranges(space, vector, path.name)
-        audio = render(preset_from_vector(vector, space=space), pitch=60, note_length=0.3, duration=0.4)
+        audio = render(preset_from_vector(vector, space=space), pitch=60, note_length=1.0, duration=1.0)
         assert np.all(np.isfinite(audio)), path.name
         if rms(audio) <= SILENCE_RMS:
             silent.append(path.name)
-    assert len(silent) <= 0.2 * len(PRESET_FILES), f"silent after projection: {silent}"
+    assert not silent, f"silent after projection: {silent}"
 
 
 # (f) hostile input
@@ -439,14 +440,11 @@ def test_write_into_a_missing_directory_fails_without_leftovers(tmp_path: Path) 
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only directories")
-def test_write_into_a_read_only_directory_fails_without_leftovers(tmp_path: Path) -> None:
+@pytest.mark.skipif(os.name != "posix", reason="folder permissions are POSIX's")
+def test_write_into_a_read_only_directory_fails_without_leftovers(tmp_path: Path, read_only) -> None:
     folder = tmp_path / "locked"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(OSError):
+    with read_only(folder):
+        with pytest.raises(PermissionError):
             write_preset({"settings": _GOOD_SETTINGS}, folder / "out.vital")
         assert os.listdir(folder) == []
-    finally:
-        folder.chmod(0o755)
