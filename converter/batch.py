@@ -4,6 +4,9 @@ Inputs whose preset and preview are already newer than them are skipped (``--for
 again), so a run stopped with Ctrl-C continues where it stopped when started again. Workers are
 processes (vita and onnxruntime want one engine per process), each loading the model once; every
 output appears whole or not at all, so stopping leaves nothing partial behind.
+
+Besides the CSV report, each run writes ``vinv-report.html`` (converter.report.page) in ``--out``,
+or else in each DIR: the page shows every conversion under its folder, this run's and earlier ones.
 """
 
 from __future__ import annotations
@@ -23,12 +26,24 @@ from typing import Any
 
 from tqdm import tqdm
 
-from converter.config import positive_int, seconds
+from converter.config import count, positive_int, seconds
 from converter.files import atomic_write_bytes
-from converter.jobs import ConversionPool, Job, JobOutcome, Status, WorkerSetup, WorkerSetupError, find_jobs
+from converter.jobs import (
+    MODES,
+    ConversionPool,
+    Job,
+    JobOutcome,
+    Status,
+    VariationOutcome,
+    WorkerSetup,
+    WorkerSetupError,
+    find_jobs,
+)
+from converter.report.page import write_page
+from converter.report.records import CONVERTED, Record
 
 REPORT_NAME = "vinv-report.csv"
-REPORT_COLUMNS = ("file", "status", "note", "match", "seconds", "preset", "error")
+REPORT_COLUMNS = ("file", "status", "note", "match", "method", "variations", "seconds", "preset", "summary", "error")
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -59,7 +74,8 @@ class BatchReport:
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per input (file, status, note, match 0-100, seconds, preset, error), written atomically."""
+        """One row per input, written atomically: file, status, note, match 0-100, the method that won, the
+        variations (``kick.alt-1.vital 64.0; ...``), seconds, preset, the preset's summary and the error."""
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(REPORT_COLUMNS)
@@ -69,11 +85,21 @@ class BatchReport:
                 outcome.status.value,
                 outcome.note,
                 "" if outcome.similarity is None else f"{outcome.similarity:.1f}",
+                outcome.method,
+                "; ".join(f"{variation.preset.name} {variation.similarity:.1f}" for variation in outcome.variations),
                 f"{outcome.seconds:.2f}" if outcome.status is not Status.SKIPPED else "",
                 outcome.preset or "",
+                outcome.summary,
                 outcome.error,
             ])
         return atomic_write_bytes(path, text.getvalue().encode("utf-8"))
+
+
+def page_folders(
+    folders: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Where the report pages go: ``out_dir`` when given (it holds every output), else each folder."""
+    return [Path(out_dir)] if out_dir is not None else [Path(folder) for folder in folders]
 
 
 def plan_batch(
@@ -82,23 +108,42 @@ def plan_batch(
     """The jobs to run and the skipped inputs, for ``folders`` (each mirrored under ``out_dir`` if given).
 
     With several folders and ``out_dir``, each folder's tree goes under ``out_dir/<folder name>``.
+    A skipped input's outcome carries what its page record says about its last conversion.
     """
     folders = [Path(folder) for folder in folders]
     out_roots: list[Path | None] = [None] * len(folders)
+    page_roots = [Path(out_dir)] * len(folders) if out_dir is not None else folders
     if out_dir is not None:
         out = Path(out_dir)
         out_roots = [out] if len(folders) == 1 else [out / Path(os.path.realpath(folder)).name for folder in folders]
     jobs, skipped, seen = [], [], set()
-    for folder, out_root in zip(folders, out_roots):
-        for job in find_jobs(folder, out_root):
+    for folder, out_root, page_root in zip(folders, out_roots, page_roots):
+        for job in find_jobs(folder, out_root, page_root):
             if job.source in seen:  # nested folders on the command line
                 continue
             seen.add(job.source)
             if not force and job.is_done():
-                skipped.append(JobOutcome(job.source, Status.SKIPPED, preset=job.preset))
+                skipped.append(_skipped(job))
             else:
                 jobs.append(job)
     return jobs, skipped
+
+
+def _skipped(job: Job) -> JobOutcome:
+    """The outcome of an input that is already converted, with its last conversion's details when recorded."""
+    place = job.record_place()
+    try:
+        record = Record.from_json(place.record.read_bytes()) if place is not None else None
+    except (OSError, ValueError, RecursionError):
+        record = None
+    if record is None or record.status != CONVERTED:
+        return JobOutcome(job.source, Status.SKIPPED, preset=job.preset)
+    return JobOutcome(
+        job.source, Status.SKIPPED, preset=job.preset, note=record.note, similarity=record.similarity,
+        method=record.method, summary=record.summary,
+        variations=tuple(VariationOutcome(job.preset.with_name(variation.preset), variation.method,
+                                          variation.similarity) for variation in record.variations),
+    )
 
 
 def convert_folders(
@@ -109,11 +154,16 @@ def convert_folders(
     threads: int = 1,
     model: str | os.PathLike[str] | None = None,
     refine_seconds: float = 0.0,
+    mode: str = MODES[0],
+    variations: int = 0,
     force: bool = False,
     progress: bool = True,
     conversion: Callable[..., Any] | None = None,
 ) -> BatchReport:
     """Convert every input under ``folders`` with ``workers`` processes (default: one per core).
+
+    ``mode`` chooses which candidates may win (see converter.convert.MODES); ``variations`` more
+    presets are written beside each chosen one.
 
     ``conversion`` replaces converter.convert.convert (a stand-in for tests; it gets ``model=None``).
     KeyboardInterrupt stops the workers and returns the report so far, marked interrupted. Raises
@@ -127,6 +177,8 @@ def convert_folders(
             model=Path(model) if model is not None else None,
             threads=threads,
             refine_seconds=refine_seconds,
+            mode=mode,
+            variations=variations,
             conversion=conversion,
         )
         pool = ConversionPool(max(1, min(workers or os.cpu_count() or 1, len(jobs))), setup)
@@ -160,12 +212,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="convert inputs whose preset is already newer too")
     parser.add_argument("--refine", type=seconds, default=0.0, metavar="SECONDS",
                         help="search time per file to improve on the model's answer (default: 0)")
+    parser.add_argument("--mode", choices=MODES, default=MODES[0],
+                        help="best: the closest of every candidate (default); resynth: only the resynthesis "
+                             "of the input; patch: only the model's classic-synth patches")
+    parser.add_argument("--variations", type=count, default=0, metavar="K",
+                        help="also write the next K candidates as NAME.alt-1.vital ... (default: 0)")
     parser.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per core)")
     parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
                         help="onnxruntime threads per worker (default: 1)")
     parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")
     parser.add_argument("--report", type=Path, metavar="PATH",
-                        help=f"CSV report (default: {REPORT_NAME} in --out, or else in the first DIR)")
+                        help=f"CSV report (default: {REPORT_NAME} in --out, or else in the first DIR); the "
+                             "page, vinv-report.html, is always written in --out, or else in each DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -192,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             model=args.model,
             refine_seconds=args.refine,
+            mode=args.mode,
+            variations=args.variations,
             force=args.force,
             progress=not args.quiet,
         )
@@ -203,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report.write_csv(report_path)
     print(f"{report.summary()}\nreport: {report_path}")
+    for folder in page_folders(args.folders, args.out):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            print(f"page: {write_page(folder)}")
+        except OSError as error:
+            print(f"vinv-batch: no page in {folder}: {error.strerror or error}", file=sys.stderr)
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILURES if report.failures else EXIT_OK

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from converter.jobs import MODES
+
 APP_NAME = "vinv"
 
 
@@ -52,6 +54,8 @@ class WatchSettings:
     workers: int
     threads: int
     refine_seconds: float
+    mode: str
+    variations: int
     model: Path | None
     log_file: Path
     worker_idle_seconds: float
@@ -80,11 +84,19 @@ class WatchSettings:
                 raise ConfigError(f"{config_file}: '{key}' must be at least {minimum}")
             return kind(value)
 
+        def choice_value(key: str, default: str, choices: tuple[str, ...]) -> str:
+            value = values.get(key, default)
+            if value not in choices:
+                raise ConfigError(f"{config_file}: '{key}' must be one of {', '.join(choices)}")
+            return value
+
         return cls(
             inbox=path_value("inbox", default_inbox()),
             workers=number_value("workers", default_workers(), 1, int),
             threads=number_value("threads", 1, 1, int),
             refine_seconds=number_value("refine_seconds", 0.0, 0.0, float),
+            mode=choice_value("mode", MODES[0], MODES),
+            variations=number_value("variations", 0, 0, int),
             model=path_value("model", None),
             log_file=path_value("log_file", default_log_path()),
             worker_idle_seconds=number_value("worker_idle_seconds", 60.0, 0.0, float),
@@ -133,6 +145,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 

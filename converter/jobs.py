@@ -12,11 +12,16 @@ vinv-batch and vinv-watch share these rules (the README lists them for users):
   preset goes to ``kick.vinv.vital`` instead, and if that name is taken too the file is not converted;
 - an input is done when its preset and preview are at least as new as it is; for vinv-watch an
   error report at least as new as the input means "already tried", so a bad file is retried only
-  once it changes.
+  once it changes;
+- ``--variations K`` writes the next best presets as ``kick.alt-1.vital`` ... beside ``kick.vital``
+  (never over a file vinv did not write); alternatives left from an earlier run with more are removed;
+- every conversion, and every failure, also leaves a record and pictures for the report page under
+  the page's hidden ``.vinv/`` folder (see converter.report.records).
 
 Each conversion writes into a private hidden staging folder beside its outputs, named after the
-worker's process id, and renames the finished files into place, so a killed worker leaves no
-partial output; the staging folders of dead processes are removed when their folder is next scanned.
+worker's process id, and renames the finished files into place (the record last), so a killed
+worker leaves no partial output; the staging folders of dead processes are removed when their
+folder is next scanned.
 
 This module imports no numpy: the watch daemon imports it and stays small, while the converter
 itself (numpy, onnxruntime, vita) is imported in the worker processes only.
@@ -47,8 +52,12 @@ from multiprocessing.connection import wait as wait_for_connections
 from pathlib import Path
 from typing import Any
 
+from converter.report.records import CONVERTED, FAILED, Record, RecordPlace, VariationRecord, record_place
+
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg"})
 PRESET_SUFFIX = ".vital"
+ALT_PRESET_INFIX = ".alt-"  # kick.alt-1.vital: the variations
+MODES = ("best", "resynth", "patch")  # converter.convert.MODES: kept here so this module needs no numpy
 PREVIEW_SUFFIX = ".preview.wav"
 ERROR_SUFFIX = ".vinv-error.txt"
 TEMP_SUFFIX = ".vinv-tmp"
@@ -103,6 +112,22 @@ class Job:
     preview: Path
     error_report: Path
     blocked: str = ""  # why no output name is safe to write (both candidate presets are the user's)
+    page_root: Path | None = None  # the report page's folder: the record and pictures go under it
+
+    @property
+    def output_name(self) -> str:
+        """The preset's name without ``.vital``: ``kick``, ``kick.wav`` or ``kick.vinv``."""
+        return self.preset.name[: -len(PRESET_SUFFIX)]
+
+    def alt_preset(self, number: int) -> Path:
+        """Where variation ``number`` (from 1) goes: ``kick.alt-1.vital`` beside ``kick.vital``."""
+        return self.preset.with_name(f"{self.output_name}{ALT_PRESET_INFIX}{number}{PRESET_SUFFIX}")
+
+    def record_place(self) -> RecordPlace | None:
+        """Where this input's record and pictures go; None when no page is kept."""
+        if self.page_root is None:
+            return None
+        return record_place(self.page_root, self.preset.parent, self.output_name)
 
     def is_done(self) -> bool:
         """Preset and preview exist and are at least as new as the input."""
@@ -118,6 +143,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class VariationOutcome:
+    """An alternative preset written beside the chosen one, and how close it came."""
+
+    preset: Path
+    method: str
+    similarity: float
+
+
+@dataclass(frozen=True)
 class JobOutcome:
     """What happened to one input: a row of vinv-batch's report, a line of vinv-watch's log."""
 
@@ -128,6 +162,9 @@ class JobOutcome:
     similarity: float | None = None
     seconds: float = 0.0
     error: str = ""
+    method: str = ""  # which candidate won: resynth, patch or hybrid
+    summary: str = ""  # the settings that matter most
+    variations: tuple[VariationOutcome, ...] = ()
 
 
 def same_stem_siblings(source: Path, names: Iterable[str]) -> list[str]:
@@ -140,8 +177,11 @@ def same_stem_siblings(source: Path, names: Iterable[str]) -> list[str]:
     ]
 
 
-def plan_job(source: Path, out_dir: Path, names: Iterable[str]) -> Job:
-    """Output names for ``source``, given the entries ``names`` of its folder (see the module rules)."""
+def plan_job(source: Path, out_dir: Path, names: Iterable[str], page_root: Path | None = None) -> Job:
+    """Output names for ``source``, given the entries ``names`` of its folder (see the module rules).
+
+    ``page_root``, a folder that holds ``out_dir``, is where the report page goes (None: no page).
+    """
     stem = source.name if same_stem_siblings(source, names) else source.stem
     blocked = ""
     if not _written_by_vinv(out_dir / f"{stem}{PRESET_SUFFIX}"):
@@ -156,16 +196,19 @@ def plan_job(source: Path, out_dir: Path, names: Iterable[str]) -> Job:
         preview=out_dir / f"{stem}{PREVIEW_SUFFIX}",
         error_report=out_dir / f"{stem}{ERROR_SUFFIX}",
         blocked=blocked,
+        page_root=page_root,
     )
 
 
-def find_jobs(root: Path, out_root: Path | None = None) -> Iterator[Job]:
+def find_jobs(root: Path, out_root: Path | None = None, page_root: Path | None = None) -> Iterator[Job]:
     """Every input under ``root``, recursively and sorted, with outputs beside it or mirrored under ``out_root``.
 
-    Also removes what killed vinv processes left in the folders it visits.
+    The report page goes in ``page_root`` (default: ``out_root``, else ``root``). Also removes what
+    killed vinv processes left in the folders it visits.
     """
     root = Path(os.path.realpath(root))
     out_root = Path(os.path.realpath(out_root)) if out_root is not None else None
+    page_root = Path(os.path.realpath(page_root)) if page_root is not None else out_root or root
     for dirpath, dirnames, filenames in os.walk(root):  # does not enter linked folders
         here = Path(dirpath)
         dirnames[:] = sorted(name for name in dirnames if not name.startswith(".") and here / name != out_root)
@@ -180,7 +223,7 @@ def find_jobs(root: Path, out_root: Path | None = None) -> Iterator[Job]:
             if not is_inside(source, root):
                 log.warning("skipping %s: it links outside %s", source, root)
                 continue
-            yield plan_job(source, out_dir, filenames)
+            yield plan_job(source, out_dir, filenames, page_root)
 
 
 def remove_abandoned_temp(folder: Path) -> None:
@@ -210,6 +253,8 @@ class WorkerSetup:
     model: Path | None = None  # None: the model shipped with vinv
     threads: int = 1  # onnxruntime threads per worker
     refine_seconds: float = 0.0
+    mode: str = MODES[0]
+    variations: int = 0  # alternative presets to write beside the chosen one
     write_error_reports: bool = False
     conversion: Callable[..., Any] | None = None  # None: converter.convert.convert; a stand-in gets model=None
 
@@ -396,6 +441,8 @@ def run_job(job: Job) -> JobOutcome:
             model=_Worker.model,
             refine_seconds=setup.refine_seconds,
             threads=setup.threads,
+            mode=setup.mode,
+            variations=setup.variations,
             write_error_report=setup.write_error_reports,
         )
 
@@ -407,11 +454,15 @@ def convert_job(
     model: Any,
     refine_seconds: float,
     threads: int,
+    mode: str = "best",
+    variations: int = 0,
     write_error_report: bool,
 ) -> JobOutcome:
-    """Convert ``job.source`` in a staging folder, then rename the preview and preset into place.
+    """Convert ``job.source`` in a staging folder, then rename the preview, preset and variations into place.
 
-    A success removes a stale error report; a failure writes one when ``write_error_report``.
+    A success removes a stale error report; a failure writes one when ``write_error_report``. Either
+    leaves a record for the report page when the job has a page; the pictures are made here, in the
+    worker, where the input and the preview are at hand and numpy is already loaded.
     """
     started = time.perf_counter()
     if job.blocked:
@@ -420,46 +471,132 @@ def convert_job(
     try:
         with _staging_folder(job) as staging:
             try:
-                result = conversion(
-                    job.source, model=model, out_dir=staging, refine_seconds=refine_seconds, threads=threads
-                )
+                result = conversion(job.source, model=model, out_dir=staging, refine_seconds=refine_seconds,
+                                    threads=threads, mode=mode, variations=variations)
             except Exception as error:
                 message = _one_line(error).removeprefix(f"{job.source.name}: ")  # the outcome names the file
                 detail = "" if isinstance(error, ValueError) else traceback.format_exc()
                 if write_error_report:
                     _write_error_report(job, message, detail, staging)
-                return JobOutcome(job.source, Status.FAILED, error=message, seconds=time.perf_counter() - started)
+                failed = JobOutcome(job.source, Status.FAILED, error=message, seconds=time.perf_counter() - started)
+                with _signals_held():
+                    _place_record(job, failed, staging, pictures=False)
+                return failed
             if size_and_mtime(job.source) != before:
                 return JobOutcome(
                     job.source, Status.CHANGED, error="the file changed while it was converted; convert it again",
                     seconds=time.perf_counter() - started,
                 )
+            pictures = job.page_root is not None and _make_pictures(job, result.preview_path, staging)
+            alternatives = _alt_preset_targets(job, result.variations)
+            outcome = JobOutcome(
+                job.source,
+                Status.CONVERTED,
+                preset=job.preset,
+                note=_note_name(result),
+                similarity=float(result.similarity),
+                seconds=time.perf_counter() - started,
+                method=result.method,
+                summary=result.summary,
+                variations=tuple(VariationOutcome(target, variation.method, float(variation.similarity))
+                                 for variation, target in alternatives),
+            )
             with _signals_held():
                 os.replace(result.preview_path, job.preview)
                 os.replace(result.preset_path, job.preset)
+                for variation, target in alternatives:
+                    os.replace(variation.preset_path, target)
                 job.error_report.unlink(missing_ok=True)
+                _place_record(job, outcome, staging, pictures)
+            _remove_stale_alt_presets(job, len(result.variations))
     except OSError as error:  # the output folder is read-only, full, gone...
         message = f"cannot write to {job.preset.parent} ({error.strerror or error})"
         return JobOutcome(job.source, Status.FAILED, error=message, seconds=time.perf_counter() - started)
-    return JobOutcome(
-        job.source,
-        Status.CONVERTED,
-        preset=job.preset,
-        note=_note_name(result),
-        similarity=float(result.similarity),
-        seconds=time.perf_counter() - started,
-    )
+    return outcome
 
 
 def fail_job(job: Job, message: str, write_error_report: bool) -> JobOutcome:
-    """A failed outcome for ``job`` without converting it; with ``write_error_report``, also its error report."""
-    if write_error_report:
+    """A failed outcome for ``job`` without converting it, and its page record; with ``write_error_report``,
+    also its error report."""
+    outcome = JobOutcome(job.source, Status.FAILED, error=message)
+    if write_error_report or job.page_root is not None:
         try:
             with _staging_folder(job) as staging:
-                _write_error_report(job, message, "", staging)
+                if write_error_report:
+                    _write_error_report(job, message, "", staging)
+                _place_record(job, outcome, staging, pictures=False)
         except OSError as error:
             log.warning("could not write %s: %s", job.error_report, error.strerror or error)
-    return JobOutcome(job.source, Status.FAILED, error=message)
+    return outcome
+
+
+STAGED_INPUT_PICTURE, STAGED_PREVIEW_PICTURE, STAGED_RECORD = "input.png", "preview.png", "record.json"
+
+
+def _make_pictures(job: Job, preview: Path, staging: Path) -> bool:
+    """Draw the input and preview into the staging folder; False when they cannot be read (the page then has none)."""
+    from converter.report.pictures import make_pictures  # numpy: only in workers, never in the idle daemon
+
+    try:
+        make_pictures(job.source, preview, staging / STAGED_INPUT_PICTURE, staging / STAGED_PREVIEW_PICTURE)
+    except (OSError, RuntimeError, ValueError) as error:  # soundfile's errors are RuntimeErrors
+        log.warning("no pictures of %s for the report page: %s", job.source, error)
+        return False
+    return True
+
+
+def _alt_preset_targets(job: Job, variations: Iterable[Any]) -> list[tuple[Any, Path]]:
+    """Each variation with its place, ``kick.alt-N.vital``; a place holding a preset vinv did not write is skipped."""
+    targets = []
+    for number, variation in enumerate(variations, start=1):
+        target = job.alt_preset(number)
+        if _written_by_vinv(target):
+            targets.append((variation, target))
+        else:
+            log.warning("not writing %s: a preset vinv did not write has that name", target)
+    return targets
+
+
+def _remove_stale_alt_presets(job: Job, keep: int) -> None:
+    """Remove variations numbered past ``keep`` that an earlier run with more variations wrote (up to a gap)."""
+    number = keep + 1
+    while (stale := job.alt_preset(number)).exists():
+        if _written_by_vinv(stale):
+            stale.unlink(missing_ok=True)
+        number += 1
+
+
+def _place_record(job: Job, outcome: JobOutcome, staging: Path, pictures: bool) -> None:
+    """Put the page's record of ``outcome`` (and the staged pictures) in place; a failure here only logs."""
+    place = job.record_place()
+    if place is None:
+        return
+    folder = job.preset.parent
+    converted = outcome.status is Status.CONVERTED
+    record = Record(
+        status=CONVERTED if converted else FAILED,
+        input=os.path.relpath(job.source, folder),
+        preset=job.preset.name if converted else "",
+        preview=job.preview.name if converted else "",
+        note=outcome.note,
+        similarity=outcome.similarity,
+        method=outcome.method,
+        summary=outcome.summary,
+        variations=tuple(VariationRecord(variation.preset.name, variation.method, variation.similarity)
+                         for variation in outcome.variations),
+        pictures=pictures,
+        error=outcome.error,
+        seconds=round(outcome.seconds, 3),
+    )
+    try:
+        place.base.parent.mkdir(parents=True, exist_ok=True)
+        if pictures:
+            os.replace(staging / STAGED_INPUT_PICTURE, place.input_picture)
+            os.replace(staging / STAGED_PREVIEW_PICTURE, place.preview_picture)
+        (staging / STAGED_RECORD).write_bytes(record.to_json())
+        os.replace(staging / STAGED_RECORD, place.record)
+    except OSError as error:
+        log.warning("could not update the report page's record of %s: %s", job.source, error.strerror or error)
 
 
 @contextmanager

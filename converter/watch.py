@@ -8,6 +8,10 @@ started when work arrives and let go after ``worker_idle_seconds`` without any, 
 holds little memory and uses no CPU. A file that fails gets ``<stem>.vinv-error.txt`` beside it and
 is tried again only once it changes; the daemon keeps running. SIGTERM or SIGINT stops it within
 seconds; outputs appear whole or not at all, so stopping (or kill -9) leaves nothing partial.
+
+The folder's page, ``vinv-report.html`` (converter.report.page), is written on start and again,
+at most once a second, as files convert; it reloads itself in an open browser. One watcher per
+folder: ``vinv-watch`` holds a lock (converter.instance) and a second one on the same folder exits.
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from converter.config import ConfigError, WatchSettings, positive_int, seconds
+from converter.config import ConfigError, WatchSettings, count, positive_int, seconds
+from converter.instance import WatcherLock, running_watcher
 from converter.jobs import (
+    MODES,
     ConversionPool,
     Job,
     JobOutcome,
@@ -51,10 +57,12 @@ from converter.jobs import (
     same_stem_siblings,
     size_and_mtime,
 )
+from converter.report.page import write_page
 
 log = logging.getLogger("vinv")
 
 EXIT_OK, EXIT_SETUP = 0, 2
+PAGE_INTERVAL_SECONDS = 1.0  # the page is rewritten at most this often while files convert
 WRITE_EVENTS = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_CLOSED, EVENT_TYPE_MOVED})
 
 
@@ -62,7 +70,8 @@ class WatchedFolder:
     """Converts every audio file that lands in ``folder`` or below, from ``start()`` until ``stop()``.
 
     ``on_outcome`` is called (from a pool thread) with each file's JobOutcome; ``conversion``
-    replaces converter.convert.convert (a stand-in for tests; it gets ``model=None``).
+    replaces converter.convert.convert (a stand-in for tests; it gets ``model=None``). With
+    ``report_page``, the folder's page is written on start and kept up to date.
     """
 
     def __init__(
@@ -73,6 +82,9 @@ class WatchedFolder:
         threads: int = 1,
         model: str | os.PathLike[str] | None = None,
         refine_seconds: float = 0.0,
+        mode: str = MODES[0],
+        variations: int = 0,
+        report_page: bool = True,
         settle_seconds: float = 0.5,
         worker_idle_seconds: float = 60.0,
         stop_grace_seconds: float = 3.0,
@@ -89,6 +101,8 @@ class WatchedFolder:
             model=Path(model) if model is not None else None,
             threads=threads,
             refine_seconds=refine_seconds,
+            mode=mode,
+            variations=variations,
             write_error_reports=True,
             conversion=conversion,
         )
@@ -104,6 +118,10 @@ class WatchedFolder:
         self._stop_requested = threading.Event()
         self._observer: Any = None
         self._dispatcher: threading.Thread | None = None
+        self._report_page = report_page
+        self._page_due = threading.Event()
+        self._page_closing = threading.Event()
+        self._page_writer: threading.Thread | None = None
 
     def start(self) -> WatchedFolder:
         """Check the model, start watching, then queue what arrived while vinv-watch was off.
@@ -124,6 +142,10 @@ class WatchedFolder:
         self._observer.start()  # before the scan: nothing that lands during it is missed
         self._dispatcher = threading.Thread(target=self._dispatch, name="vinv-dispatch", daemon=True)
         self._dispatcher.start()
+        if self._report_page:
+            self._page_due.set()
+            self._page_writer = threading.Thread(target=self._write_pages, name="vinv-page", daemon=True)
+            self._page_writer.start()
         self._scan(self.folder)
         return self
 
@@ -142,6 +164,10 @@ class WatchedFolder:
             self._dispatcher.join()
         if pool is not None:
             pool.close(self.stop_grace_seconds)
+        if self._page_writer is not None:
+            self._page_closing.set()  # one last page, with every outcome in, then the writer ends
+            self._page_due.set()
+            self._page_writer.join()
 
     def __enter__(self) -> WatchedFolder:
         return self.start()
@@ -208,6 +234,20 @@ class WatchedFolder:
         if not any(part.startswith(".") for part in relative.parts):
             self._scan(path)
 
+    def _write_pages(self) -> None:
+        """The page thread: rewrite the page when asked, at most every PAGE_INTERVAL_SECONDS, until stopped."""
+        while True:
+            self._page_due.wait()
+            self._page_due.clear()
+            closing = self._page_closing.is_set()
+            try:
+                write_page(self.folder, live=True)
+            except OSError as error:
+                log.warning("could not write the page in %s: %s", self.folder, error.strerror or error)
+            if closing:
+                return
+            self._page_closing.wait(PAGE_INTERVAL_SECONDS)
+
     def _scan(self, folder: Path) -> None:
         """Queue every input under ``folder`` that is neither converted nor already reported as failed."""
         for job in find_jobs(folder):
@@ -263,7 +303,7 @@ class WatchedFolder:
             sibling = path.parent / name
             if not (sibling in self._settling or sibling in self._ready or sibling in self._running):
                 self._settling[sibling] = (time.monotonic(), size_and_mtime(sibling))
-        return plan_job(path, path.parent, names)
+        return plan_job(path, path.parent, names, self.folder if self._report_page else None)
 
     def _seconds_to_next_wake(self, now: float) -> float | None:
         wakes = [due for due, _ in self._settling.values()]
@@ -291,6 +331,8 @@ class WatchedFolder:
             log.error("could not convert %s: %s", path, error)
         else:
             _log_outcome(outcome)
+            if outcome.status in (Status.CONVERTED, Status.FAILED):
+                self._page_due.set()
             if self._on_outcome is not None:
                 self._on_outcome(outcome)
 
@@ -355,6 +397,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=positive_int, metavar="N", help="conversions at a time")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="onnxruntime threads per conversion")
     parser.add_argument("--refine", type=seconds, metavar="SECONDS", help="search time per file")
+    parser.add_argument("--mode", choices=MODES,
+                        help="best: the closest of every candidate; resynth: only the resynthesis of the input; "
+                             "patch: only the model's classic-synth patches")
+    parser.add_argument("--variations", type=count, metavar="K",
+                        help="also write the next K candidates as NAME.alt-1.vital ...")
     parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")
     parser.add_argument("--log-file", type=Path, metavar="PATH", help="log file")
     parser.add_argument("--print-config", action="store_true", help="show the resolved folders and settings, then exit")
@@ -373,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "threads": args.threads,
         "refine_seconds": args.refine,
+        "mode": args.mode,
+        "variations": args.variations,
         "model": args.model.resolve() if args.model else None,
         "log_file": args.log_file.resolve() if args.log_file else None,
     }
@@ -386,12 +435,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"vinv-watch: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return EXIT_SETUP
+    lock = WatcherLock(settings.inbox)
+    if not lock.acquire():
+        log.info("%s is already watched (process %s): not starting a second watcher",
+                 settings.inbox, running_watcher(settings.inbox))
+        return EXIT_OK
     folder = WatchedFolder(
         settings.inbox,
         workers=settings.workers,
         threads=settings.threads,
         model=settings.model,
         refine_seconds=settings.refine_seconds,
+        mode=settings.mode,
+        variations=settings.variations,
         worker_idle_seconds=settings.worker_idle_seconds,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -400,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder.start()
     except (NotADirectoryError, WorkerSetupError) as error:
         log.error("%s", error)
+        lock.release()
         return EXIT_SETUP
     log.info("watching %s (%d workers; log: %s)", folder.folder, settings.workers, settings.log_file)
     try:
@@ -407,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         log.info("stopping")
         folder.stop()
+        lock.release()
         log.info("stopped")
     return EXIT_SETUP if folder.error else EXIT_OK
 

@@ -129,7 +129,7 @@ def test_abandoned_staging_is_removed_only_when_its_process_is_gone(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, fresh.name])
 
 
-def fake_conversion(path, *, model, out_dir, refine_seconds, threads):
+def fake_conversion(path, *, model, out_dir, refine_seconds, threads, mode, variations):
     """A stand-in converter that writes placeholder outputs, and kills its worker on files named crash*."""
     path, out_dir = Path(path), Path(out_dir)
     if path.name.startswith("crash"):
@@ -140,6 +140,7 @@ def fake_conversion(path, *, model, out_dir, refine_seconds, threads):
     class Result:
         preset_path, preview_path = out_dir / f"{path.stem}.vital", out_dir / f"{path.stem}.preview.wav"
         note, cents, pitched, similarity = 60, 0.0, True, 50.0
+        method, summary, variations = "patch", "", ()
 
     return Result()
 
@@ -186,6 +187,10 @@ def test_converts_a_pack_into_a_mirror_reports_it_and_a_rerun_skips_what_is_done
     rows = {Path(row["file"]).name: row for row in csv.DictReader((out / batch.REPORT_NAME).open())}
     assert set(rows) == {"kick.wav", "kick.flac", "saw.wav", "pad.aiff", "bad.wav", "empty.wav"}
     assert rows["saw.wav"]["status"] == "converted" and 0.0 <= float(rows["saw.wav"]["match"]) <= 100.0
+    assert rows["saw.wav"]["method"] in ("resynth", "patch", "hybrid") and rows["saw.wav"]["summary"]
+    page = (out / "vinv-report.html").read_text(encoding="utf-8")
+    assert f"page: {out / 'vinv-report.html'}" in printed
+    assert "leads/deep/pad.aiff" in page and "bad.wav" in page and not (pack / "vinv-report.html").exists()
     assert rows["saw.wav"]["note"] and float(rows["saw.wav"]["seconds"]) > 0
     assert rows["bad.wav"]["status"] == "failed" and rows["bad.wav"]["error"]
     assert not rows["bad.wav"]["error"].startswith("bad.wav")  # the row already names the file
