@@ -2,8 +2,10 @@
 
 A packaged app has a single executable, so ``vinv batch`` and ``vinv watch`` stand for vinv-batch
 and vinv-watch (same options), and ``vinv watch --install``/``--uninstall`` set up the Linux
-launcher and login entry (converter.desktop). Subcommands are imported only once chosen: the
-packaged app's worker processes start through this module too.
+launcher and login entry (converter.desktop). ``vinv`` alone, what the menu entry runs, makes sure
+the watcher runs and opens the inbox's page; ``vinv open [DIR]`` opens a folder's page
+(converter.launcher). Subcommands are imported only once chosen: the packaged app's worker
+processes start through this module too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from converter import __version__
 EXIT_OK, EXIT_USAGE = 0, 2
 DESKTOP_OPTIONS = frozenset({"--install", "--uninstall"})
 USAGE = """\
-usage: vinv batch DIR [DIR ...] [options]    convert every sample under each DIR
+usage: vinv                                   start the watcher unless it runs, open the inbox's page
+       vinv show [DIR]                        the same for DIR
+       vinv open [DIR]                        open DIR's page (default: the inbox's)
+       vinv batch DIR [DIR ...] [options]    convert every sample under each DIR
        vinv watch [DIR] [options]             convert every sample dropped into DIR (default: the inbox)
        vinv watch --install [DIR]             start the watcher at every login, add it to the menu (Linux)
        vinv watch --uninstall                 undo --install
@@ -41,16 +46,17 @@ def version_text() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print(USAGE, file=sys.stderr)
-        return EXIT_USAGE
-    command, rest = args[0], args[1:]
+    command, rest = (args[0], args[1:]) if args else ("show", [])
     if command in ("-h", "--help"):
         print(USAGE)
         return EXIT_OK
     if command == "--version":
         print(version_text())
         return EXIT_OK
+    if command in ("show", "open"):
+        from converter import launcher
+
+        return launcher.main(command, rest)
     if command == "batch":
         from converter import batch
 

@@ -1,9 +1,10 @@
 """Linux desktop integration: ``vinv watch --install`` and ``--uninstall``.
 
 Installing writes two freedesktop.org desktop entries: a launcher in the applications menu
-(``$XDG_DATA_HOME/applications/vinv.desktop``) that starts the watcher in a terminal, and an
-autostart entry (``$XDG_CONFIG_HOME/autostart/vinv-watch.desktop``) that starts it, without a
-window, at every login. Both run the vinv that installed them (the packaged executable, or this
+(``$XDG_DATA_HOME/applications/vinv.desktop``) that runs ``vinv`` (start the watcher unless it runs,
+then open the watched folder's page in the browser; converter.launcher), and an autostart entry
+(``$XDG_CONFIG_HOME/autostart/vinv-watch.desktop``) that starts the watcher, without a window, at
+every login. Both run the vinv that installed them (the packaged executable, or this
 Python environment's ``vinv``), so moving the app means installing again. Every file we write
 carries a marker line: uninstalling removes only files with it, and installing never replaces a
 file without it. Both commands can be run any number of times.
@@ -96,13 +97,13 @@ def _string_value(text: str) -> str:
 
 
 def launcher_entry(command: LaunchCommand, watch_args: Sequence[str]) -> str:
-    """The applications-menu entry: the watcher in a terminal, so its log shows and closing it stops it."""
-    return _entry(command, watch_args, [
-        "Name=vinv watcher",
+    """The applications-menu entry: ``vinv`` (or ``vinv show DIR``) starts the watcher if needed and shows its page."""
+    return _entry(command, ["show", *watch_args] if watch_args else [], [
+        "Name=vinv",
         "GenericName=Sample to Vital preset converter",
-        "Comment=Turn every sample dropped into the vinv folder into a Vital preset and a preview",
+        "Comment=Turn every sample dropped into the vinv folder into a Vital preset and a preview; see them all",
         "Icon=audio-x-generic",
-        "Terminal=true",
+        "Terminal=false",
         "Categories=AudioVideo;Audio;",
         "Keywords=Vital;preset;synth;sample;convert;",
     ])
@@ -110,7 +111,7 @@ def launcher_entry(command: LaunchCommand, watch_args: Sequence[str]) -> str:
 
 def autostart_entry(command: LaunchCommand, watch_args: Sequence[str]) -> str:
     """The login entry: the watcher in the background (the desktop's startup settings list it, to turn it off)."""
-    return _entry(command, watch_args, [
+    return _entry(command, ["watch", *watch_args], [
         "Name=vinv watcher",
         "Comment=Converts samples dropped into the vinv folder into Vital presets",
         "Icon=audio-x-generic",
@@ -119,8 +120,8 @@ def autostart_entry(command: LaunchCommand, watch_args: Sequence[str]) -> str:
     ])
 
 
-def _entry(command: LaunchCommand, watch_args: Sequence[str], lines: list[str]) -> str:
-    exec_line = " ".join(exec_argument(argument) for argument in (*command.argv, "watch", *watch_args))
+def _entry(command: LaunchCommand, arguments: Sequence[str], lines: list[str]) -> str:
+    exec_line = " ".join(exec_argument(argument) for argument in (*command.argv, *arguments))
     head = ["[Desktop Entry]", "Type=Application", "Version=1.5", f"Exec={exec_line}",
             f"TryExec={_string_value(command.argv[0])}"]
     if command.working_dir is not None:

@@ -45,16 +45,16 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_install_writes_a_launcher_and_an_autostart_entry_that_run_the_watcher(home, capsys):
+def test_install_writes_a_launcher_that_shows_the_page_and_an_autostart_entry_that_runs_the_watcher(home, capsys):
     assert desktop.main(["--install"]) == desktop.EXIT_OK
     launcher = entry(home / ".local/share/applications" / LAUNCHER_NAME)
     autostart = entry(home / ".config/autostart" / AUTOSTART_NAME)
     for values in (launcher, autostart):
         assert values["Type"] == "Application"
-        assert values["Exec"] == "/opt/vinv/vinv watch"
         assert values["TryExec"] == "/opt/vinv/vinv"
         assert values["Name"]
-    assert launcher["Terminal"] == "true" and "Audio" in launcher["Categories"].split(";")
+    assert launcher["Exec"] == "/opt/vinv/vinv" and autostart["Exec"] == "/opt/vinv/vinv watch"
+    assert launcher["Terminal"] == "false" and "Audio" in launcher["Categories"].split(";")
     assert autostart["Terminal"] == "false"
     assert autostart["X-GNOME-Autostart-enabled"] == "true"
     assert sorted(snapshot(home)) == [f".config/autostart/{AUTOSTART_NAME}",
@@ -78,8 +78,8 @@ def test_a_moved_app_or_a_new_folder_refreshes_the_entries(home, tmp_path, monke
     monkeypatch.setattr(LaunchCommand, "current", classmethod(lambda cls: LaunchCommand(("/new place/vinv",))))
     inbox = tmp_path / "my inbox"
     assert desktop.main(["--install", str(inbox)]) == desktop.EXIT_OK
-    for path in EntryPaths.current().all():
-        assert entry(path)["Exec"] == f'"/new place/vinv" watch "{inbox}"'
+    assert entry(EntryPaths.current().launcher)["Exec"] == f'"/new place/vinv" show "{inbox}"'
+    assert entry(EntryPaths.current().autostart)["Exec"] == f'"/new place/vinv" watch "{inbox}"'
     assert len(snapshot(home)) == 2
 
 

@@ -47,18 +47,20 @@ def test_subcommands_reach_their_tools_with_the_rest_of_the_line(monkeypatch):
     monkeypatch.setattr("converter.batch.main", lambda argv: calls.append(("batch", argv)) or 0)
     monkeypatch.setattr("converter.watch.main", lambda argv: calls.append(("watch", argv)) or 0)
     monkeypatch.setattr("converter.desktop.main", lambda argv: calls.append(("desktop", argv)) or 0)
+    monkeypatch.setattr("converter.launcher.main", lambda command, argv: calls.append((command, argv)) or 0)
+    assert app.main([]) == 0
+    assert app.main(["open", "pack"]) == 0
     assert app.main(["batch", "pack", "--workers", "2"]) == 0
     assert app.main(["watch"]) == 0
     assert app.main(["watch", "inbox", "--refine", "1"]) == 0
     assert app.main(["watch", "--install", "inbox"]) == 0
     assert app.main(["watch", "--uninstall"]) == 0
-    assert calls == [("batch", ["pack", "--workers", "2"]), ("watch", []), ("watch", ["inbox", "--refine", "1"]),
+    assert calls == [("show", []), ("open", ["pack"]),
+                     ("batch", ["pack", "--workers", "2"]), ("watch", []), ("watch", ["inbox", "--refine", "1"]),
                      ("desktop", ["--install", "inbox"]), ("desktop", ["--uninstall"])]
 
 
 def test_usage(capsys):
-    assert app.main([]) == app.EXIT_USAGE
-    assert "vinv batch DIR" in capsys.readouterr().err
     assert app.main(["--help"]) == app.EXIT_OK
     assert "vinv watch --install" in capsys.readouterr().out
     assert app.main(["convert"]) == app.EXIT_USAGE
