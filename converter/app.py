@@ -40,7 +40,8 @@ def version_text() -> str:
         metadata = PresetModel.load(None, threads=1).metadata
     except ModelError as error:
         return f"vinv {__version__}\nmodel: unusable ({error})"
-    details = ", ".join(f"{key} {metadata[key]}" for key in ("step", "encoder", "precision") if key in metadata)
+    labels = {"training_step": "step", "encoder": "encoder", "precision": "precision"}  # keys as export writes them
+    details = ", ".join(f"{label} {metadata[key]}" for key, label in labels.items() if key in metadata)
     return f"vinv {__version__}\nmodel: {DEFAULT_MODEL.name}, recipe {metadata.get('recipe_id', 'unknown')} ({details})"
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import converter
+from converter import app
 from converter.audio import MODEL_SAMPLE_RATE
 from converter.model import CLIP_SAMPLES, DEFAULT_MODEL
 from converter.parameters import parameter_space
@@ -136,6 +137,13 @@ def test_metadata(compact: tuple[ParameterModel, Path]) -> None:
         "training_step": "12",
         "precision": "fp32",
     }
+
+
+def test_vinv_version_names_the_exported_models_step(compact: tuple[ParameterModel, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("converter.model.DEFAULT_MODEL", compact[1])
+    model_line = app.version_text().splitlines()[1]
+    assert model_line == f"model: model.onnx, recipe {recipe_id(RECIPE)} (step 12, encoder compact, precision fp32)"
 
 
 def test_flow_parity_with_dynamic_batch_and_candidates(flow: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
