@@ -131,8 +131,8 @@ def plan_batch(
 
 def _skipped(job: Job) -> JobOutcome:
     """The outcome of an input that is already converted, with its last conversion's details when recorded."""
-    place = job.record_place()
     try:
+        place = job.record_place()
         record = Record.from_json(place.record.read_bytes()) if place is not None else None
     except (OSError, ValueError, RecursionError):
         record = None

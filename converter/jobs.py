@@ -568,8 +568,7 @@ def _remove_stale_alt_presets(job: Job, keep: int) -> None:
 
 def _place_record(job: Job, outcome: JobOutcome, staging: Path, pictures: bool) -> None:
     """Put the page's record of ``outcome`` (and the staged pictures) in place; a failure here only logs."""
-    place = job.record_place()
-    if place is None:
+    if job.page_root is None:
         return
     folder = job.preset.parent
     converted = outcome.status is Status.CONVERTED
@@ -589,14 +588,16 @@ def _place_record(job: Job, outcome: JobOutcome, staging: Path, pictures: bool) 
         seconds=round(outcome.seconds, 3),
     )
     try:
+        place = record_place(job.page_root, folder, job.output_name)
         place.base.parent.mkdir(parents=True, exist_ok=True)
         if pictures:
             os.replace(staging / STAGED_INPUT_PICTURE, place.input_picture)
             os.replace(staging / STAGED_PREVIEW_PICTURE, place.preview_picture)
         (staging / STAGED_RECORD).write_bytes(record.to_json())
         os.replace(staging / STAGED_RECORD, place.record)
-    except OSError as error:
-        log.warning("could not update the report page's record of %s: %s", job.source, error.strerror or error)
+    except (OSError, ValueError) as error:  # ValueError: the outputs are not under the page's folder
+        log.warning("could not update the report page's record of %s: %s", job.source,
+                    getattr(error, "strerror", None) or error)
 
 
 @contextmanager

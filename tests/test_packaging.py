@@ -162,6 +162,8 @@ def test_bundle_converts_a_folder_without_python(bundle, model_args, tmp_path):
                           env=bare_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert "2 converted" in done.stdout
+    page = (tmp_path / "pack" / "vinv-report.html").read_text(encoding="utf-8")
+    assert page.count("<img ") == 4 and "no pictures" not in done.stderr  # drawn in the frozen app's workers
     for source in sources:
         assert_converted(source)
 
@@ -200,7 +202,7 @@ def test_bundle_installs_desktop_entries_that_run_itself(bundle, tmp_path):
 
     assert vinv("--install").returncode == 0
     entries = [tmp_path / ".local/share/applications/vinv.desktop", tmp_path / ".config/autostart/vinv-watch.desktop"]
-    for path in entries:
-        assert f"Exec={bundle / 'vinv'} watch\n" in path.read_text(encoding="utf-8")
+    for path, arguments in zip(entries, ("", " watch")):  # the menu runs `vinv`: the watcher and its page
+        assert f"Exec={bundle / 'vinv'}{arguments}\n" in path.read_text(encoding="utf-8")
     assert vinv("--uninstall").returncode == 0
     assert not any(path.exists() for path in entries)

@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +348,7 @@ def test_the_csv_carries_method_variations_and_summary_and_a_rerun_keeps_them(tm
     skipped = {outcome.source.name: outcome for outcome in rerun.outcomes}["kick.wav"]
     assert skipped.status is Status.SKIPPED and skipped.method == "resynth" and skipped.variations
     document = write_page(tmp_path / "out").read_text(encoding="utf-8")
-    assert "kick.wav" in document and "the input is outside this folder" in document  # --out: inputs are elsewhere
+    assert "kick.wav" in document and "the input is not in this folder" in document  # --out: inputs are elsewhere
     assert_links_stay_inside(tmp_path / "out" / PAGE_NAME, document)
 
 
@@ -417,3 +418,11 @@ def test_the_watched_folders_page_updates_after_a_drop(tmp_path):
     found = assert_links_stay_inside(page, shown.stdout)
     assert {path.name for path in found["audio"]} == {"new <drop>.wav", "new <drop>.preview.wav"}
     assert len(found["img"]) == 2 and "new <drop>.alt-1.vital" in {path.name for path in found["a"]}
+
+
+def test_the_watch_daemon_and_the_page_writer_load_no_numpy():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, converter.watch, converter.launcher, converter.report.page; "
+                               "print(sorted(name for name in ('numpy', 'soundfile') if name in sys.modules))"],
+        cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

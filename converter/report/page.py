@@ -4,8 +4,8 @@ The page is built from the records under its ``.vinv/`` folder (converter.report
 shows earlier runs too and can be rebuilt at any time. Everything it needs is in the page or in
 ``.vinv/``: it opens from ``file://`` with no server and no network. Rows off screen are neither
 laid out nor drawn (``content-visibility``), pictures load as they scroll into view and players
-fetch nothing until played, so a page of 500 conversions opens about as fast as one of 50. Links are relative, made only
-to files that exist inside the page's folder, and every name is escaped, whatever it contains.
+fetch nothing until played, so that a page of hundreds of conversions stays usable. Links are
+relative, made only to files that exist inside the page's folder, and every name is escaped.
 A watched folder's page is "live": it reloads itself when the watcher rewrites it (the watcher
 also writes ``.vinv/stamp.js``; the page loads that small script every few seconds and compares),
 but never while a sound is playing. No numpy here: the idle watch daemon writes pages.
@@ -51,6 +51,7 @@ class Row:
 
 
 def page_path(folder: str | os.PathLike[str]) -> Path:
+    """Where ``folder``'s page is."""
     return Path(folder) / PAGE_NAME
 
 
@@ -82,8 +83,8 @@ def write_page(folder: str | os.PathLike[str], *, live: bool = False) -> Path:
 
 
 def _url(path: Path, page_root: Path) -> str | None:
-    """A relative URL for ``path`` when it exists inside ``page_root``; None otherwise (no link is made)."""
-    if not (path.exists() and is_inside(path, page_root)):
+    """A relative URL for ``path`` when it is a file inside ``page_root``; None otherwise (no link is made)."""
+    if not (path.is_file() and is_inside(path, page_root)):
         return None
     relative = Path(os.path.relpath(path, page_root))
     return "/".join(quote(part, safe="") for part in relative.parts)
@@ -112,7 +113,7 @@ def _sound_cell(picture: Path, sound: Path, page_root: Path, what: str, show_pic
     if sound_url:
         parts.append(f'<audio controls preload="none" src="{_text(sound_url)}"></audio>')
     else:
-        parts.append(f'<p class="away">the {what} is outside this folder</p>')
+        parts.append(f'<p class="away">the {what} is not in this folder</p>')
     return f'<div class="sound">{"".join(parts)}</div>'
 
 
@@ -180,7 +181,7 @@ def _body(page_root: Path, rows: Iterable[Row]) -> str:
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
 h1{font-size:1.4em;margin:0 0 .2em}.counts{margin:0}.legend{color:#555;max-width:60em}
-.sort button,th button{font:inherit;cursor:pointer}
+.sort button,.head button{font:inherit;cursor:pointer}
 .row{display:grid;grid-template-columns:14em WIDTHpx WIDTHpx 4em 5em 5em minmax(14em,1fr);gap:12px;
 padding:8px;border-bottom:1px solid #ddd}
 #converted .row{content-visibility:auto;contain-intrinsic-size:auto ROW_HEIGHTpx}
