@@ -95,7 +95,7 @@ def _measure(task: tuple[Path, str, float, int]) -> tuple[float, float, float, s
                          threads=1)
         seconds = time.perf_counter() - started
     analysis = analyse(read_audio(path))
-    init = score(analysis.target, render_preview(init_preset(), analysis.note))
+    init = score(analysis, render_preview(init_preset(), analysis.note))
     return result.distance, init, seconds, result.method
 
 

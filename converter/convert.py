@@ -7,11 +7,14 @@
    long recording is analysed from the note that starts there (see ``converter.input_audio``);
 2. ``analyse``: the note's onset, pitch and length (``converter.note``), the model's 5 s clip
    and the 44.1 kHz target that previews are scored against;
-3. ``predict``: the ONNX model's answer as a parameter vector, ``tune``-d so that playing the
-   detected note sounds at the input's pitch, optionally improved by ``converter.refine``;
-4. ``render_preview`` at the detected note and length, scored against the target, and
-   ``match_loudness``: the preset's volume is set so the preview is as loud as the input;
-5. ``write_outputs``: both files appear whole or not at all.
+3. ``build_candidates``: the resynthesis (``converter.resynthesis``: wavetables made from the
+   input itself), the ONNX model's patch (``predict``, ``tune``-d to the input's pitch) and their
+   ``hybrid_preset``, as the mode allows;
+4. ``rank_candidates``: each is rendered once at the detected note and length (``render_preview``)
+   and scored against the target; the closest wins, its render is the preview (a model-made
+   winner may then be improved by ``converter.refine``), and ``match_loudness`` sets the preset's
+   volume so the preview is as loud as the input;
+5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
 
 Every way a file can fail raises ``ConversionError`` with a one-line message that starts with the
 file's name, and leaves no output behind. A missing or mismatched model raises ``ModelError``: that
@@ -33,7 +36,7 @@ import soundfile
 
 from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, resample, to_model_rate
 from converter.decode import decode_outputs
-from converter.distance import prepare_target, similarity
+from converter.distance import similarity
 from converter.files import atomic_write_bytes
 from converter.input_audio import AudioFileError, InputAudio, read_audio
 from converter.model import PresetModel
@@ -43,9 +46,10 @@ from converter.preset import add_route, preset_from_vector, write_preset
 from converter.refine import VELOCITY, refine, runner_up_starts
 from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.scoring import Comparison
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
-CANDIDATES = 8  # sampled alternatives asked of a model with a flow head, as refinement starts
+CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when refining in patch mode
 SEED = 0
 PREVIEW_SUBTYPE = "PCM_16"
 PEAK_LIMIT = 0.99  # loudness matching never pushes the preview into clipping
@@ -103,6 +107,7 @@ class Analysis:
     note: Note
     clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
     target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
+    comparison: Comparison  # the target prepared once for every distance (``converter.scoring``)
 
 
 def analyse(audio: InputAudio) -> Analysis:
@@ -115,7 +120,7 @@ def analyse(audio: InputAudio) -> Analysis:
     at_vital_rate = resample(segment, rate, SAMPLE_RATE)
     note = detect_note(at_model_rate[round(lead * MODEL_SAMPLE_RATE / rate):], MODEL_SAMPLE_RATE)
     target = np.asarray(at_vital_rate[round(lead * SAMPLE_RATE / rate):], dtype=np.float32)
-    return Analysis(note, prepare_clip(at_model_rate), target)
+    return Analysis(note, prepare_clip(at_model_rate), target, Comparison(target, SAMPLE_RATE, note.length))
 
 
 def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) -> np.ndarray:
@@ -152,21 +157,21 @@ def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) ->
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's answer for one sound, and the alternatives refinement starts from."""
+    """The model's answer for one sound, and its alternatives."""
 
     vector: np.ndarray
     outputs: np.ndarray  # raw model outputs: they rank the runner-up wavetables and filter models
     candidates: tuple[np.ndarray, ...] = ()  # sampled by the model's flow head, when it has one
 
-    def starts(self, space: ParameterSpace | None = None) -> list[np.ndarray]:
-        """Refinement's starting points: the answer first, then the candidates and runner-ups."""
-        return [self.vector, *self.candidates, *runner_up_starts(self.outputs, self.vector, space)]
+    def runner_ups(self, space: ParameterSpace | None = None) -> list[np.ndarray]:
+        """The answer with the model's second choices of wavetable and filter model swapped in."""
+        return runner_up_starts(self.outputs, self.vector, space)
 
 
 def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
             space: ParameterSpace | None = None) -> Prediction:
     """Run the model on the clip, ``tune`` its answer to the note, and ask for ``candidates`` sampled
-    alternatives too (refinement starts from them)."""
+    alternatives too."""
     space = space or parameter_space()
     clips = analysis.clip[None, :]
     outputs = model.predict(clips)
@@ -223,9 +228,9 @@ def build_candidates(analysis: Analysis, model: PresetModel | None, mode: str, *
     candidates: list[Candidate] = []
     resynthesis = None
     if mode in ("best", "resynth"):
-        measured = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
-        resynthesis = resynthesis_preset(measured, name=name)
-        candidates.append(Candidate("resynth", resynthesis))
+        measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
+        candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
+        resynthesis = candidates[0].preset
     prediction = None
     if mode in ("best", "patch") and model is not None:
         prediction = predict(model, analysis, candidates=samples, space=space)
@@ -248,10 +253,29 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
         except RenderError as error:
             first_error = first_error or error
             continue
-        scored.append(ScoredCandidate(candidate, preview, score(analysis.target, preview)))
+        scored.append(ScoredCandidate(candidate, preview, score(analysis, preview)))
     if not scored:
         raise first_error or RenderError("no candidate to render")
     return sorted(scored, key=lambda entry: entry.distance)
+
+
+def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float,
+                space: ParameterSpace | None = None) -> tuple[ScoredCandidate, bool]:
+    """Search ``seconds`` for a closer version of the closest candidate (``converter.refine``); the
+    search's answer is rendered fresh and scored like every candidate, and kept only if closer."""
+    note = analysis.note
+    try:
+        refinement = refine(analysis.comparison, best.candidate.preset, pitch=note.pitch, note_length=note.length,
+                            seconds=seconds, seed=SEED, velocity=VELOCITY, space=space)
+        if not refinement.improved:
+            return best, False
+        preview = render_preview(refinement.preset, note)
+    except RenderError:
+        return best, False
+    distance = score(analysis, preview)
+    if distance >= best.distance:
+        return best, False
+    return ScoredCandidate(Candidate(best.candidate.method, refinement.preset), preview, distance), True
 
 
 def render_preview(preset: dict, note: Note) -> np.ndarray:
@@ -259,10 +283,9 @@ def render_preview(preset: dict, note: Note) -> np.ndarray:
     return render(preset, note.pitch, VELOCITY, note.length, note.length + TAIL_SECONDS)
 
 
-def score(target: np.ndarray, preview: np.ndarray) -> float:
-    """MR-STFT distance from the input (from its onset) to the preview's mono mix, over the preview."""
-    mono = preview.mean(axis=0)
-    return prepare_target(target[: mono.size], SAMPLE_RATE).distance(mono)
+def score(analysis: Analysis, preview: np.ndarray) -> float:
+    """Distance from the input to a 44.1 kHz preview, as every part of vinv compares (``converter.scoring``)."""
+    return analysis.comparison.distance(preview, SAMPLE_RATE)
 
 
 @lru_cache(maxsize=1)
@@ -397,8 +420,12 @@ def convert(
     analysis = analyse(audio)
     note = analysis.note
     lap("analyse")
-    samples = max(variations, CANDIDATES if refine_seconds > 0 else 0)
+    # Refining a model-made patch also tries the model's other ideas: its flow samples, its second choices.
+    samples = max(variations, CANDIDATES if refine_seconds > 0 and mode == "patch" else 0)
     candidates, prediction = build_candidates(analysis, model, mode, name=path.stem, samples=samples, space=space)
+    if refine_seconds > 0 and mode == "patch" and prediction is not None:
+        candidates += [Candidate("patch", preset_from_vector(vector, name=path.stem, space=space), vector)
+                       for vector in prediction.runner_ups(space)]
     lap("candidates")
     try:
         ranked = rank_candidates(candidates, analysis)
@@ -406,20 +433,8 @@ def convert(
         raise ConversionError(f"{path.name}: {error}") from None
     lap("render")
     best, refined = ranked[0], False
-    if refine_seconds > 0 and best.candidate.vector is not None:
-        starts = [best.candidate.vector, *(prediction.starts(space) if prediction is not None else [])]
-        refinement = refine(analysis.target, starts, pitch=note.pitch, note_length=note.length,
-                            seconds=refine_seconds, seed=SEED, velocity=VELOCITY, space=space)
-        if refinement.improved:
-            preset = preset_from_vector(refinement.vector, name=path.stem, space=space)
-            try:
-                preview = render_preview(preset, note)
-            except RenderError as error:
-                raise ConversionError(f"{path.name}: {error}") from None
-            distance = score(analysis.target, preview)
-            if distance < best.distance:
-                best, refined = ScoredCandidate(Candidate(best.candidate.method, preset, refinement.vector),
-                                                preview, distance), True
+    if refine_seconds > 0:
+        best, refined = refine_best(best, analysis, seconds=refine_seconds, space=space)
         lap("refine")
     outputs = [(best, preset_path)] + list(zip(_distinct(ranked)[:variations], alternative_paths))
     written: list[tuple[ScoredCandidate, dict, np.ndarray, Path]] = []

@@ -1,4 +1,4 @@
-"""Refinement: it finds a better preset when one is near, and never returns a worse one."""
+"""Refinement: CMA-ES finds a better preset when one is near, and never returns a worse one."""
 
 from __future__ import annotations
 
@@ -6,81 +6,86 @@ import numpy as np
 import pytest
 
 from converter.decode import output_slices
+from converter.note import Note
 from converter.parameters import parameter_space
 from converter.preset import preset_from_vector
-from converter.refine import FILTER_ENVELOPE, refine, runner_up_starts, search_parameters
-from converter.render import render
+from converter.refine import refine, runner_up_starts, search_knobs
+from converter.render import SAMPLE_RATE, render
+from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.scoring import Comparison
 from converter.wavetables import default_bank
 
 SPACE = parameter_space()
 PITCH, NOTE_LENGTH = 48, 0.3
 
 
-def patch(decay: float, frame: float = 0.0, table: str = "Saw") -> np.ndarray:
-    """A plucked patch on one oscillator."""
+def patch(decay: float, cutoff: float | None = None, table: str = "Saw") -> np.ndarray:
+    """A plucked patch on one oscillator, through a filter when ``cutoff`` is given."""
     vector = SPACE.default_vector()
     vector[SPACE.index("osc_1_wavetable")] = default_bank().index(table)
-    vector[SPACE.index("osc_1_wave_frame")] = frame
     vector[SPACE.index("env_1_decay")] = decay
     vector[SPACE.index("env_1_sustain")] = 0.0
+    if cutoff is not None:
+        vector[SPACE.index("filter_1_on")] = 1.0
+        vector[SPACE.index("filter_1_cutoff")] = cutoff
     return vector
 
 
-def target_of(vector: np.ndarray) -> np.ndarray:
-    return render(preset_from_vector(vector), PITCH, 0.8, NOTE_LENGTH, NOTE_LENGTH + 0.5).mean(axis=0)
+def comparison_of(vector: np.ndarray) -> Comparison:
+    audio = render(preset_from_vector(vector), PITCH, 0.8, NOTE_LENGTH, NOTE_LENGTH + 1.0)
+    return Comparison(audio, SAMPLE_RATE, NOTE_LENGTH)
+
+
+def run(target: np.ndarray, start: np.ndarray, renders: int, seed: int = 0):
+    return refine(comparison_of(target), preset_from_vector(start), pitch=PITCH, note_length=NOTE_LENGTH,
+                  seconds=600.0, max_renders=renders, seed=seed)
 
 
 def test_moves_towards_the_target_and_never_worsens():
-    target = target_of(patch(decay=0.25, frame=0.7, table="Bright Sweep"))
-    start = patch(decay=0.55, frame=0.3, table="Bright Sweep")
-    result = refine(target, [start], pitch=PITCH, note_length=NOTE_LENGTH, seconds=60.0, max_renders=14)
-    assert result.renders == 14
-    assert result.improved and result.distance < 0.8 * result.start_distance
+    result = run(patch(decay=0.25, cutoff=0.3), patch(decay=0.6, cutoff=0.7), renders=40)
+    assert result.renders == 40
+    assert result.improved and result.distance < 0.7 * result.start_distance
+    settings = result.preset["settings"]
+    assert settings["filter_1_cutoff"] < preset_from_vector(patch(decay=0.6, cutoff=0.7))["settings"]["filter_1_cutoff"]
 
 
 def test_a_one_second_budget_never_worsens_the_distance():
-    target = target_of(patch(decay=0.3))
-    result = refine(target, [patch(decay=0.3)], pitch=PITCH, note_length=NOTE_LENGTH, seconds=1.0)
-    assert result.distance <= result.start_distance
-    assert result.renders >= 1
+    result = refine(comparison_of(patch(decay=0.3)), preset_from_vector(patch(decay=0.5)), pitch=PITCH,
+                    note_length=NOTE_LENGTH, seconds=1.0)
+    assert result.distance <= result.start_distance and result.renders >= 1
 
 
 def test_keeps_the_start_when_nothing_beats_it():
     start = patch(decay=0.4)
-    result = refine(target_of(start), [start], pitch=PITCH, note_length=NOTE_LENGTH, seconds=60.0, max_renders=5)
-    assert result.renders == 5 and not result.improved
-    assert result.distance == result.start_distance == pytest.approx(0.0, abs=1e-9)
-    np.testing.assert_array_equal(result.vector, start)
-    assert refine(target_of(start), [start], pitch=PITCH, note_length=NOTE_LENGTH, seconds=0.0).renders == 1
-
-
-def test_picks_the_best_starting_point():
-    target = target_of(patch(decay=0.3, table="Square"))
-    starts = [patch(decay=0.3, table="Sine"), patch(decay=0.3, table="Square")]
-    result = refine(target, starts, pitch=PITCH, note_length=NOTE_LENGTH, seconds=60.0, max_renders=2)
-    assert result.improved and result.distance == pytest.approx(0.0, abs=1e-9)
-    np.testing.assert_array_equal(result.vector, starts[1])
+    result = run(start, start, renders=8)
+    assert result.renders == 8 and not result.improved
+    assert result.preset["settings"] == preset_from_vector(start)["settings"]
+    assert refine(comparison_of(start), preset_from_vector(start), pitch=PITCH, note_length=NOTE_LENGTH,
+                  seconds=0.0).renders == 1
 
 
 def test_is_deterministic_for_a_seed():
-    target = target_of(patch(decay=0.25, frame=0.6, table="Bright Sweep"))
-    start = patch(decay=0.5, frame=0.2, table="Bright Sweep")
-    runs = [refine(target, [start], pitch=PITCH, note_length=NOTE_LENGTH, seconds=60.0, max_renders=6, seed=3)
-            for _ in range(2)]
-    np.testing.assert_array_equal(runs[0].vector, runs[1].vector)
-    assert runs[0].distance == pytest.approx(runs[1].distance, rel=1e-6)
+    runs = [run(patch(decay=0.25, cutoff=0.3), patch(decay=0.5, cutoff=0.6), renders=12, seed=3) for _ in range(2)]
+    assert runs[0].preset == runs[1].preset and runs[0].distance == runs[1].distance
 
 
 def test_searches_only_parts_that_sound():
-    vector = patch(decay=0.3)  # Saw has one frame; filters and oscillators 2-3 are off
-    names = search_parameters(vector)
-    assert {"env_1_attack", "env_1_decay", "osc_1_level"} <= set(names)
-    assert not {"osc_1_wave_frame", "osc_2_level", "filter_1_cutoff", FILTER_ENVELOPE} & set(names)
-    vector[SPACE.index("filter_1_on")] = 1.0
-    vector[SPACE.index("osc_1_wavetable")] = default_bank().index("PWM")
-    names = search_parameters(vector)
-    assert names[0] == "filter_1_cutoff"  # the most audible parameter is tried first
-    assert {"osc_1_wave_frame", "filter_1_resonance", FILTER_ENVELOPE} <= set(names)
+    names = {knob.control for knob in search_knobs(preset_from_vector(patch(decay=0.3)))}
+    assert {"env_1_attack", "env_1_decay", "osc_1_level"} <= names
+    assert not {"osc_2_level", "filter_1_cutoff", "reverb_dry_wet"} & names
+    knobs = search_knobs(preset_from_vector(patch(decay=0.3, cutoff=0.5)))
+    assert knobs[0].control == "filter_1_cutoff"  # the most audible knob first
+    cutoff = SPACE["filter_1_cutoff"]
+    assert (knobs[0].low, knobs[0].high) == (cutoff.low, cutoff.high)  # ranges from the parameter table
+    assert "filter_1_resonance" in {knob.control for knob in knobs}
+
+
+def test_leaves_a_resynthesis_sweep_and_pitch_alone():
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    audio = (np.sin(2 * np.pi * 220 * 2 ** (t / 12) * t) * np.exp(-3 * t)).astype(np.float32)
+    tracked = analyse_for_resynthesis(audio, SAMPLE_RATE, Note(57, 0.0, True, 1.0, 0.8))[0]
+    controls = {knob.control for knob in search_knobs(resynthesis_preset(tracked))}
+    assert "osc_1_level" in controls and not any(control.startswith("modulation_") for control in controls)
 
 
 def test_runner_up_starts_swap_in_the_models_second_choices():

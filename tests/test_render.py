@@ -10,7 +10,7 @@ import vita
 
 from converter.parameters import MODULATION_SOURCES, parameter_space
 from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, TAIL_SECONDS, render
+from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
 
 TIME_EFFECTS = ("chorus", "delay", "flanger", "reverb")
 
@@ -176,3 +176,24 @@ def test_extreme_valid_pitches_render(init_preset: dict) -> None:
     for pitch in (0, 127):
         audio = render(init_preset, pitch=pitch, note_length=0.2, duration=0.3)
         assert audio.shape == (2, 13230) and np.all(np.isfinite(audio))
+
+
+@pytest.mark.parametrize("knob, value", [("filter_1_cutoff", 40.0), ("env_1_release", 0.5), ("osc_1_level", 0.4)])
+def test_a_session_with_a_knob_turned_plays_like_one_loaded_with_it(space, knob: str, value: float) -> None:
+    """The search's cheap render: turning a knob in place sounds exactly like loading it turned."""
+    vector = space.default_vector()
+    vector[space.index("filter_1_on")] = 1.0
+    preset = preset_from_vector(vector)
+    turned = json.loads(json.dumps(preset))
+    turned["settings"][knob] = value
+    session = RenderSession(preset, sample_rate=24000, pitch=48, note_length=0.4)
+    played = session.render({knob: value})
+    loaded = RenderSession(turned, sample_rate=24000, pitch=48, note_length=0.4).render()
+    np.testing.assert_array_equal(played, loaded)
+    np.testing.assert_array_equal(session.render(), played)  # and again, the same
+    assert played.shape == (2, round(1.4 * 24000)) and np.abs(played).max() > 0.01
+
+
+def test_a_session_refuses_what_vital_cannot_load() -> None:
+    with pytest.raises(RenderError):
+        RenderSession("{not a preset")

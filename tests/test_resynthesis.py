@@ -35,7 +35,8 @@ def harmonic_levels(frame: np.ndarray, count: int) -> np.ndarray:
 
 
 def measured(audio: np.ndarray, pitch: int, length: float, cents: float = 0.0):
-    return analyse_for_resynthesis(audio, SAMPLE_RATE, Note(pitch, cents, True, 1.0, length))
+    """The first measurement: along the pitch track."""
+    return analyse_for_resynthesis(audio, SAMPLE_RATE, Note(pitch, cents, True, 1.0, length))[0]
 
 
 def levels_db(audio: np.ndarray, times: np.ndarray, window: float = 0.02) -> np.ndarray:
@@ -71,7 +72,9 @@ def test_loudness_curve_and_pitch_glide_render_back():
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     frequency = 220.0 * 2 ** (np.clip(t / 0.6, 0, 1) * 7 / 12)
     audio = tone(frequency, seconds, harmonics=8, amplitude=0.5 * 10 ** (-24 * t / 20))
-    resynthesis = measured(audio, 57, seconds)
+    tracked, steady = analyse_for_resynthesis(audio, SAMPLE_RATE, Note(57, 0.0, True, 1.0, seconds))
+    assert not steady.pitch.varies  # the other hypothesis: the pitch does not move at all
+    resynthesis = tracked
     assert resynthesis.pitch.varies
     rendered = render(resynthesis_preset(resynthesis), 57, 0.8, seconds, seconds + 0.2).mean(axis=0)
 
@@ -127,7 +130,7 @@ def test_noise_is_resynthesised_from_the_residual(tmp_path):
     hats = (rng.standard_normal(t.size) * np.exp(-t / 0.08) * 0.5).astype(np.float32)
     analysis = analyse(InputAudio(hats, SAMPLE_RATE))
     assert not analysis.note.pitched
-    resynthesis = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
+    [resynthesis] = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
     assert resynthesis.harmonic_level == 0.0 and resynthesis.residual_level > 0.0
     preset = resynthesis_preset(resynthesis)
     assert preset["settings"]["osc_1_on"] == 0.0 and preset["settings"]["osc_2_on"] == 1.0

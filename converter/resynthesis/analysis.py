@@ -39,6 +39,7 @@ MAX_RESIDUAL_HZ = 20000.0
 PERIODIC_LIMIT = 0.35  # YIN aperiodicity under which a frame's f0 is trusted
 TRACK_FLOOR_DB = -40.0  # frames this far under the peak are too quiet to trust their f0
 MAX_DEVIATION = 24.0  # semitones the pitch track may stray from the note
+JUMP_FRAMES = 9  # YIN frames (90 ms) of the running median that tells pitch jumps from pitch moves
 STEADY_SHARE = 0.3  # share of keyframes spread evenly in time whatever the spectrum does
 WARP_BANDS = 24
 CHANGE_HOP = 0.005  # seconds between the spectra that measure the rate of change
@@ -112,9 +113,18 @@ def track_pitch(audio: np.ndarray, sample_rate: int, note: Note, duration: float
     if trusted.sum() < 3:
         return flat
     bridged = np.interp(times, times[trusted], semitones[trusted])
-    padded = np.pad(bridged, 2, mode="edge")
-    smoothed = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
-    return PitchTrack(times, smoothed)
+    # YIN jumps to a fifth or a fourth for a few frames when two partials compete: a frame more than a
+    # semitone off the track's running median is such a jump, not vibrato or a glide.
+    trusted &= np.abs(bridged - _running_median(bridged, JUMP_FRAMES)) <= 1.0
+    if trusted.sum() < 3:
+        return flat
+    bridged = np.interp(times, times[trusted], semitones[trusted])
+    return PitchTrack(times, _running_median(bridged, 5))
+
+
+def _running_median(values: np.ndarray, frames: int) -> np.ndarray:
+    padded = np.pad(values, frames // 2, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, frames), axis=1)
 
 
 def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = KEYFRAMES) -> np.ndarray:
@@ -231,13 +241,26 @@ def midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
 
-def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> Resynthesis:
-    """Measure ``audio`` (mono, from its onset) for a resynthesis patch played at ``note``."""
+def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> list[Resynthesis]:
+    """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``.
+
+    A moving pitch track is a hypothesis: YIN can follow one of two competing partials, or jump to
+    a fifth for a while. So a sound whose pitch moves gets two measurements, along the track and
+    along the steady note; the converter renders both and keeps what sounds closer.
+    """
     audio = np.asarray(audio, dtype=np.float64)
     duration = sound_duration(audio, sample_rate, note)
-    sustain = float(min(note.length, duration))
     pitch = track_pitch(audio, sample_rate, note, duration)
     times = keyframe_times(audio, sample_rate, duration)
+    tracks = [pitch]
+    if pitch.varies:
+        tracks.append(PitchTrack(np.array([0.0, duration]), np.full(2, float(np.median(pitch.semitones)))))
+    return [_measure(audio, sample_rate, note, duration, times, track) for track in tracks]
+
+
+def _measure(audio: np.ndarray, sample_rate: int, note: Note, duration: float, times: np.ndarray,
+             pitch: PitchTrack) -> Resynthesis:
+    """Harmonic and residual tables at ``times``, with harmonics read along ``pitch``."""
     residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
     residual_hz = midi_hz(residual_note)
     centres = np.round(times * sample_rate).astype(int)
@@ -255,7 +278,7 @@ def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> 
     return Resynthesis(
         note=note,
         duration=duration,
-        sustain=sustain,
+        sustain=float(min(note.length, duration)),
         times=times,
         harmonic_frames=cycles(harmonics, phases),
         residual_frames=cycles(residual, random_phases),
