@@ -205,7 +205,7 @@ def test_decode_wave_data_rejects_wrong_length() -> None:
 
 
 def test_wavetable_rejects_bad_frame_shapes() -> None:
-    for frames in (np.zeros(FRAME_SIZE), np.zeros((1, 1024)), np.zeros((17, FRAME_SIZE)), np.zeros((0, FRAME_SIZE))):
+    for frames in (np.zeros(FRAME_SIZE), np.zeros((1, 1024)), np.zeros((257, FRAME_SIZE)), np.zeros((0, FRAME_SIZE))):
         with pytest.raises(ValueError):
             Wavetable("bad", frames)
 
