@@ -1,5 +1,5 @@
 """ONNX export: onnxruntime must answer like PyTorch on real Vital renders, with the metadata the
-converter checks, for both encoders and for the int8 copy."""
+converter checks, for both encoders; the int8 copy's presets must sound as close as fp32's."""
 
 from __future__ import annotations
 
