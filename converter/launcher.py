@@ -70,7 +70,7 @@ def show(folder: Path | None) -> int:
     pid = running_watcher(watched)
     status = EXIT_OK
     if pid is None:
-        watcher = start_watcher(LaunchCommand.current(), folder and watched)
+        watcher = start_watcher(LaunchCommand.current(), watched if folder is not None else None)
         if wait_until_watching(watched, watcher):
             print(f"started the watcher on {watched}")
         else:

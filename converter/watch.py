@@ -33,6 +33,7 @@ from typing import Any
 from watchdog.events import (
     EVENT_TYPE_CLOSED,
     EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
     EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
     FileSystemEvent,
@@ -224,6 +225,15 @@ class WatchedFolder:
             return False
         return True
 
+    def notice_gone(self, path: str | os.PathLike[str]) -> None:
+        """Something under the folder was deleted or moved away: the page may list or link it, so refresh it."""
+        try:
+            relative = Path(os.path.abspath(path)).relative_to(self.folder)
+        except ValueError:
+            return
+        if self._report_page and not any(part.startswith(".") for part in relative.parts):  # not vinv's own temp
+            self._page_due.set()
+
     def notice_folder(self, path: str | os.PathLike[str]) -> None:
         """A folder appeared under the watched one (created, moved or copied in): queue what is in it."""
         path = Path(os.path.abspath(path))
@@ -344,6 +354,8 @@ class _FolderEvents(FileSystemEventHandler):
         self._watched = watched
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        if event.event_type in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED):
+            self._watched.notice_gone(os.fsdecode(event.src_path))
         if event.event_type not in WRITE_EVENTS:
             return
         path = Path(os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path))

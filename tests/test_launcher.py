@@ -52,7 +52,7 @@ def test_a_lock_is_held_by_one_process_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     first, second = WatcherLock(tmp_path / "inbox"), WatcherLock(tmp_path / "inbox")
     assert running_watcher(tmp_path / "inbox") is None
-    assert first.acquire() and not second.acquire()
+    assert first.acquire() and not second.acquire(retry_seconds=0.2)
     assert running_watcher(tmp_path / "inbox") == os.getpid()
     assert lock_path(tmp_path / "inbox") != lock_path(tmp_path / "other")
     first.release()

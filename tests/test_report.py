@@ -408,12 +408,16 @@ def test_the_watched_folders_page_updates_after_a_drop(tmp_path):
     inbox.mkdir()
     with WatchedFolder(inbox, workers=1, variations=1, settle_seconds=0.2, conversion=contract_conversion):
         page, stamp = inbox / PAGE_NAME, inbox / REPORT_FOLDER / STAMP_NAME
-        wait_for(page.is_file, 30, "the page of the empty inbox")
+        wait_for(stamp.is_file, 30, "the page of the empty inbox")  # written after the page
         first_stamp = stamp.read_text()
         assert "Nothing converted here yet" in page.read_text(encoding="utf-8")
         write_tone(inbox / "new <drop>.wav", seconds=0.5)
         wait_for(lambda: "new &lt;drop&gt;.wav" in page.read_text(encoding="utf-8"), 60, "the drop on the page")
-        assert stamp.read_text() != first_stamp  # what an open page polls, to reload itself
+        wait_for(lambda: stamp.read_text() != first_stamp, 30, "the stamp an open page polls, to reload itself")
+        write_tone(inbox / "gone.wav", seconds=0.5)
+        wait_for(lambda: "gone.wav" in page.read_text(encoding="utf-8"), 60, "a second drop on the page")
+        (inbox / "gone.wav").unlink()
+        wait_for(lambda: "gone.wav" not in page.read_text(encoding="utf-8"), 30, "a deleted file to leave the page")
     shown = run_chromium(page, tmp_path / "profile", "--dump-dom")
     found = assert_links_stay_inside(page, shown.stdout)
     assert {path.name for path in found["audio"]} == {"new <drop>.wav", "new <drop>.preview.wav"}
