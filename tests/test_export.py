@@ -192,7 +192,8 @@ def test_int8_copy_of_the_shipped_model_sounds_like_it(sampled_renders: tuple[np
     int8 = quantize_model(DEFAULT_MODEL, tmp_path / "shipped.int8.onnx")
     quality = int8_quality(DEFAULT_MODEL, int8, *sampled_renders)
     assert int8_passes(quality) and quality["int8_distance"] <= (1 + INT8_MARGIN) * quality["fp32_distance"], quality
-    assert quality["categorical_agreement"] >= 0.9, quality  # measured 0.97: a trained model's choices have margins
+    # measured 0.96-0.98: a trained model's choices have margins that int8's small changes rarely cross
+    assert quality["categorical_agreement"] >= 0.9, quality
 
 
 @pytest.mark.slow
