@@ -51,6 +51,7 @@ def _template() -> str:
 
     preset = json.loads(vita.Synth().to_json())  # a new engine holds the init patch
     preset["synth_version"] = VITAL_VERSION
+    preset["author"] = AUTHOR  # how vinv knows its own presets, and never replaces a user's
     bank = default_bank()
     init_table = bank[bank.index(INIT_WAVETABLE)].to_vital()
     preset["settings"]["wavetables"] = [copy.deepcopy(init_table) for _ in range(3)]
@@ -96,7 +97,7 @@ def preset_from_vector(
     if not np.all(np.isfinite(vector)):
         raise ValueError("parameter vector contains NaN or infinity")
     preset = init_preset()
-    preset.update(preset_name=name, author=AUTHOR, comments=comments, preset_style="")
+    preset.update(preset_name=name, comments=comments, preset_style="")
     settings = preset["settings"]
     bank = default_bank()
     routes: list[tuple[float, str, str]] = []

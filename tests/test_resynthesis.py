@@ -151,7 +151,9 @@ def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, 
     for k, variation in enumerate(result.variations, start=1):
         assert variation.preset_path == tmp_path / f"lead.alt-{k}.vital"
         assert vita.Synth().load_json(variation.preset_path.read_text())
+        assert json.loads(variation.preset_path.read_text())["author"] == "vinv"  # vinv may replace it later
     preset = json.loads(result.preset_path.read_text())
+    assert preset["author"] == "vinv"
     assert result.summary in preset["comments"] and f"{result.similarity:.0f}/100" in preset["comments"]
     if mode == "resynth":
         assert preset["settings"]["wavetables"][0]["name"] == "vinv harmonics"
@@ -166,3 +168,28 @@ def test_the_preview_is_the_winners_render(tmp_path, tiny_model):
     again = render_preview(json.loads(result.preset_path.read_text()), Note(result.note, result.cents, True, 1.0,
                                                                            result.note_length))
     assert np.abs(preview.T - again).max() < 2e-3  # same preset, same note: the same sound, 16-bit rounded
+
+
+def _awkward(kind: str) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    if kind == "shorter than three periods":
+        return np.sin(2 * np.pi * 55.0 * t[: round(0.04 * SAMPLE_RATE)]).astype(np.float32)
+    if kind == "noise":
+        return (0.3 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
+    if kind == "silence inside":
+        return (0.5 * np.sin(2 * np.pi * 220.0 * t) * ((t < 0.3) | (t > 0.7))).astype(np.float32)
+    if kind == "clipped":
+        return np.clip(3.0 * np.sin(2 * np.pi * 110.0 * t), -1.0, 1.0).astype(np.float32)
+    return (0.6 + 0.2 * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)  # "DC"
+
+
+@pytest.mark.parametrize("kind", ["shorter than three periods", "noise", "silence inside", "clipped", "DC"])
+def test_awkward_sounds_still_give_a_playable_resynthesis(tmp_path, kind):
+    source = tmp_path / "awkward.wav"
+    soundfile.write(source, _awkward(kind), SAMPLE_RATE)
+    result = convert(source, mode="resynth")
+    assert result.method == "resynth" and np.isfinite(result.distance)
+    assert vita.Synth().load_json(result.preset_path.read_text())
+    preview, _ = soundfile.read(result.preview_path, dtype="float32")
+    assert np.isfinite(preview).all() and np.abs(preview).max() > 1e-3

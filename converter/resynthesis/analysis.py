@@ -70,9 +70,9 @@ class Resynthesis:
     note: Note
     duration: float  # seconds from the onset to the end of the sound
     sustain: float  # seconds the key was held (the sweep holds here while a key stays down)
-    times: np.ndarray  # (KEYFRAMES,) when each keyframe was measured
-    harmonic_frames: np.ndarray  # (KEYFRAMES, FRAME_SIZE) one cycle each, at the input's level
-    residual_frames: np.ndarray  # (KEYFRAMES, FRAME_SIZE) one cycle of the residual comb each
+    times: np.ndarray  # (keyframes,) when each keyframe was measured
+    harmonic_frames: np.ndarray  # (keyframes, FRAME_SIZE) one cycle each, at the input's level
+    residual_frames: np.ndarray  # (keyframes, FRAME_SIZE) one cycle of the residual comb each
     residual_note: int  # MIDI note the residual comb is measured at
     pitch: PitchTrack
 
@@ -241,7 +241,8 @@ def midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
 
-def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> list[Resynthesis]:
+def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
+                            keyframes: int = KEYFRAMES) -> list[Resynthesis]:
     """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``.
 
     A moving pitch track is a hypothesis: YIN can follow one of two competing partials, or jump to
@@ -251,7 +252,7 @@ def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note) -> 
     audio = np.asarray(audio, dtype=np.float64)
     duration = sound_duration(audio, sample_rate, note)
     pitch = track_pitch(audio, sample_rate, note, duration)
-    times = keyframe_times(audio, sample_rate, duration)
+    times = keyframe_times(audio, sample_rate, duration, keyframes)
     tracks = [pitch]
     if pitch.varies:
         tracks.append(PitchTrack(np.array([0.0, duration]), np.full(2, float(np.median(pitch.semitones)))))
@@ -264,10 +265,10 @@ def _measure(audio: np.ndarray, sample_rate: int, note: Note, duration: float, t
     residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
     residual_hz = midi_hz(residual_note)
     centres = np.round(times * sample_rate).astype(int)
-    harmonics = np.zeros((KEYFRAMES, MAX_HARMONIC))
-    residual = np.zeros((KEYFRAMES, MAX_HARMONIC))
-    f0s = midi_hz(note.pitch) * 2.0 ** (pitch.at(times) / 12.0) if note.pitched else [None] * KEYFRAMES
-    phases = np.zeros((KEYFRAMES, MAX_HARMONIC))
+    harmonics = np.zeros((times.size, MAX_HARMONIC))
+    residual = np.zeros((times.size, MAX_HARMONIC))
+    f0s = midi_hz(note.pitch) * 2.0 ** (pitch.at(times) / 12.0) if note.pitched else [None] * times.size
+    phases = np.zeros((times.size, MAX_HARMONIC))
     for k, (centre, f0) in enumerate(zip(centres, f0s)):
         if f0 is not None:
             harmonics[k], phases[k] = harmonics_at(audio, sample_rate, centre, f0)

@@ -17,7 +17,7 @@ import numpy as np
 
 from converter.lfo_shapes import LFOShape
 from converter.preset import add_route, init_preset
-from converter.resynthesis.analysis import KEYFRAMES, Resynthesis, sweep_knots
+from converter.resynthesis.analysis import Resynthesis, sweep_knots
 from converter.wavetables import Wavetable
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
@@ -56,9 +56,10 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     settings["osc_3_on"] = 0.0
     _open_amp_envelope(settings, resynthesis)
-    knots = sweep_knots()
+    keyframes = resynthesis.times.size
+    knots = sweep_knots(keyframes)
     _one_shot_lfo(settings, SWEEP_LFO, resynthesis, LFOShape(
-        "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (KEYFRAMES - 1)))))
+        "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (keyframes - 1)))))
     _pitch(settings, resynthesis)
     return preset
 
@@ -90,7 +91,8 @@ def _pitch(settings: dict, resynthesis: Resynthesis) -> None:
     if not track.varies:
         settings["osc_1_tune"] = float(np.clip(np.median(track.semitones), -1.0, 1.0))
         return
-    times = np.union1d(np.linspace(0.0, resynthesis.duration, PITCH_POINTS), resynthesis.times[sweep_knots()])
+    knots = sweep_knots(resynthesis.times.size)
+    times = np.union1d(np.linspace(0.0, resynthesis.duration, PITCH_POINTS), resynthesis.times[knots])
     semitones = track.at(times)
     amount = max(float(np.abs(semitones).max()), 0.01) / TRANSPOSE_RANGE
     values = 0.5 * (semitones / (amount * TRANSPOSE_RANGE) + 1.0)
