@@ -35,7 +35,7 @@ import numpy as np
 import soundfile
 
 from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, resample, to_model_rate
-from converter.decode import decode_outputs
+from converter.decode import decode_outputs, runner_up_vectors
 from converter.distance import similarity
 from converter.files import atomic_write_bytes
 from converter.input_audio import AudioFileError, InputAudio, read_audio
@@ -43,7 +43,7 @@ from converter.model import PresetModel
 from converter.note import Note, detect_note
 from converter.parameters import OSCILLATORS, ParameterSpace, parameter_space
 from converter.preset import add_route, preset_from_vector, write_preset
-from converter.refine import VELOCITY, refine, runner_up_starts
+from converter.refine import VELOCITY, refine
 from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.scoring import Comparison
@@ -165,7 +165,7 @@ class Prediction:
 
     def runner_ups(self, space: ParameterSpace | None = None) -> list[np.ndarray]:
         """The answer with the model's second choices of wavetable and filter model swapped in."""
-        return runner_up_starts(self.outputs, self.vector, space)
+        return runner_up_vectors(self.outputs, self.vector, space)
 
 
 def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
@@ -185,12 +185,10 @@ def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
 
 @dataclass(frozen=True)
 class Candidate:
-    """One patch the converter may answer with: how it was made, and its parameter vector when it
-    lies in the model's space (only those can be refined knob by knob)."""
+    """One patch the converter may answer with, and how it was made ("resynth", "patch", "hybrid")."""
 
     method: str
     preset: dict
-    vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -235,10 +233,10 @@ def build_candidates(analysis: Analysis, model: PresetModel | None, mode: str, *
     if mode in ("best", "patch") and model is not None:
         prediction = predict(model, analysis, candidates=samples, space=space)
         patch = preset_from_vector(prediction.vector, name=name, space=space)
-        candidates.append(Candidate("patch", patch, prediction.vector))
+        candidates.append(Candidate("patch", patch))
         if resynthesis is not None:
             candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
-        candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space), vector)
+        candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
                        for vector in prediction.candidates]
     return candidates, prediction
 
@@ -424,7 +422,7 @@ def convert(
     samples = max(variations, CANDIDATES if refine_seconds > 0 and mode == "patch" else 0)
     candidates, prediction = build_candidates(analysis, model, mode, name=path.stem, samples=samples, space=space)
     if refine_seconds > 0 and mode == "patch" and prediction is not None:
-        candidates += [Candidate("patch", preset_from_vector(vector, name=path.stem, space=space), vector)
+        candidates += [Candidate("patch", preset_from_vector(vector, name=path.stem, space=space))
                        for vector in prediction.runner_ups(space)]
     lap("candidates")
     try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.parameters import Kind, ParameterSpace, parameter_space
+from converter.parameters import OSCILLATORS, Kind, ParameterSpace, parameter_space
+
+RUNNER_UPS = 2  # wavetable and filter-model alternatives tried beside the model's answer when refining
 
 MODULATION_THRESHOLD = 0.05  # weaker predicted routes are dropped: silence beats a faint wrong wobble
 
@@ -51,3 +53,27 @@ def top_choices(outputs: np.ndarray, name: str, k: int, space: ParameterSpace | 
     columns = output_slices(space)[space.index(name)]
     logits = np.atleast_2d(np.asarray(outputs, dtype=np.float32))[:, columns]
     return np.argsort(-logits, axis=1)[:, :k]
+
+
+def runner_up_vectors(outputs: np.ndarray, vector: np.ndarray, space: ParameterSpace | None = None,
+                     count: int = RUNNER_UPS) -> list[np.ndarray]:
+    """``vector`` with the model's next-best wavetable (loudest oscillator) or filter model swapped in.
+
+    A categorical choice is all or nothing: when the model hesitates between two tables, the
+    runner-up is often the right one, and no knob a search turns could reach it.
+    """
+    space = space or parameter_space()
+    outputs = np.atleast_2d(outputs)
+    levels = [vector[space.index(f"osc_{n}_level")] * (vector[space.index(f"osc_{n}_on")] >= 0.5)
+              for n in OSCILLATORS]
+    swaps = [f"osc_{OSCILLATORS[int(np.argmax(levels))]}_wavetable"]
+    if vector[space.index("filter_1_on")] >= 0.5:
+        swaps.append("filter_1_model")
+    vectors = []
+    for rank in range(1, count + 1):
+        for name in swaps:
+            choice = top_choices(outputs, name, rank + 1, space)[0, rank]
+            swapped = np.array(vector, dtype=np.float32)
+            swapped[space.index(name)] = choice
+            vectors.append(swapped)
+    return vectors

@@ -24,13 +24,11 @@ with warnings.catch_warnings():  # pycma says it cannot plot without matplotlib:
     warnings.simplefilter("ignore")
     import cma
 
-from converter.decode import top_choices
-from converter.parameters import FILTERS, OSCILLATORS, Kind, ParameterSpace, parameter_space
+from converter.parameters import FILTERS, OSCILLATORS, ParameterSpace, parameter_space
 from converter.render import RenderError, RenderSession
 from converter.scoring import SCORE_SAMPLE_RATE, Comparison, score_seconds
 
 VELOCITY = 0.8  # every note vinv plays, in previews and in the search
-RUNNER_UPS = 2  # wavetable and filter-model alternatives the converter also tries when refining
 INITIAL_STEP = 0.15  # CMA-ES's starting step, in 0-1 knob units
 EFFECT_MIXES = {
     "reverb": "reverb_dry_wet",
@@ -100,30 +98,6 @@ def search_knobs(preset: dict, space: ParameterSpace | None = None) -> list[Knob
         if route.get("source") and destination and not destination.endswith(MEASURED_DESTINATIONS):
             knobs.append(Knob(f"modulation_{slot + 1}_amount", -1.0, 1.0))
     return knobs
-
-
-def runner_up_starts(outputs: np.ndarray, vector: np.ndarray, space: ParameterSpace | None = None,
-                     count: int = RUNNER_UPS) -> list[np.ndarray]:
-    """``vector`` with the model's next-best wavetable (loudest oscillator) or filter model swapped in.
-
-    A categorical choice is all or nothing: when the model hesitates between two tables, the
-    runner-up is often the right one, and no knob the search turns could reach it.
-    """
-    space = space or parameter_space()
-    outputs = np.atleast_2d(outputs)
-    levels = [vector[space.index(f"osc_{n}_level")] * (vector[space.index(f"osc_{n}_on")] >= 0.5)
-              for n in OSCILLATORS]
-    swaps = [f"osc_{OSCILLATORS[int(np.argmax(levels))]}_wavetable"]
-    if vector[space.index("filter_1_on")] >= 0.5:
-        swaps.append("filter_1_model")
-    starts = []
-    for rank in range(1, count + 1):
-        for name in swaps:
-            choice = top_choices(outputs, name, rank + 1, space)[0, rank]
-            start = np.array(vector, dtype=np.float32)
-            start[space.index(name)] = choice
-            starts.append(start)
-    return starts
 
 
 def with_knobs(preset: dict, knobs: Sequence[Knob], values: np.ndarray) -> dict:

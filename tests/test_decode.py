@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.decode import MODULATION_THRESHOLD, decode_outputs, output_slices, top_choices
+from converter.decode import MODULATION_THRESHOLD, decode_outputs, output_slices, runner_up_vectors, top_choices
 from converter.parameters import Kind, ParameterSpace
 from converter.preset import preset_from_vector
+from converter.wavetables import default_bank
 
 
 def neutral_row(space: ParameterSpace) -> np.ndarray:
@@ -143,3 +144,20 @@ def test_top_choices_of_a_wavetable_reads_its_own_columns(space: ParameterSpace)
     set_output(space, row, "osc_3_wavetable", logits.tolist())
     assert top_choices(row, "osc_3_wavetable", 2, space).tolist() == [[30, 12]]
     assert top_choices(row, "osc_1_wavetable", 1, space).tolist() == [[0]]
+
+
+def test_runner_up_vectors_swap_in_the_models_second_choices(space: ParameterSpace):
+    vector = space.default_vector()
+    vector[space.index("osc_1_wavetable")] = default_bank().index("Saw")
+    vector[space.index("filter_1_on")] = 1.0
+    outputs = np.zeros((1, space.output_size), np.float32)
+    slices = output_slices(space)
+    wavetable, model = slices[space.index("osc_1_wavetable")], slices[space.index("filter_1_model")]
+    outputs[0, wavetable.start + 1] = 3.0  # Saw, the answer
+    outputs[0, wavetable.start + 4] = 2.0  # Basic Shapes, the runner-up
+    outputs[0, model.start + 2] = 1.0  # Ladder, the answer
+    outputs[0, model.start + 5] = 0.5  # Formant, the runner-up
+    swapped = runner_up_vectors(outputs, vector, space, count=1)
+    assert len(swapped) == 2
+    assert swapped[0][space.index("osc_1_wavetable")] == 4
+    assert swapped[1][space.index("filter_1_model")] == 5

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.decode import output_slices
 from converter.note import Note
 from converter.parameters import parameter_space
 from converter.preset import preset_from_vector
-from converter.refine import refine, runner_up_starts, search_knobs
+from converter.refine import refine, search_knobs
 from converter.render import SAMPLE_RATE, render
 from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.scoring import Comparison
@@ -86,19 +85,3 @@ def test_leaves_a_resynthesis_sweep_and_pitch_alone():
     tracked = analyse_for_resynthesis(audio, SAMPLE_RATE, Note(57, 0.0, True, 1.0, 0.8))[0]
     controls = {knob.control for knob in search_knobs(resynthesis_preset(tracked))}
     assert "osc_1_level" in controls and not any(control.startswith("modulation_") for control in controls)
-
-
-def test_runner_up_starts_swap_in_the_models_second_choices():
-    vector = patch(decay=0.3)
-    vector[SPACE.index("filter_1_on")] = 1.0
-    outputs = np.zeros((1, SPACE.output_size), np.float32)
-    slices = output_slices(SPACE)
-    wavetable, model = slices[SPACE.index("osc_1_wavetable")], slices[SPACE.index("filter_1_model")]
-    outputs[0, wavetable.start + 1] = 3.0  # Saw, the answer
-    outputs[0, wavetable.start + 4] = 2.0  # Basic Shapes, the runner-up
-    outputs[0, model.start + 2] = 1.0  # Ladder, the answer
-    outputs[0, model.start + 5] = 0.5  # Formant, the runner-up
-    starts = runner_up_starts(outputs, vector, count=1)
-    assert len(starts) == 2
-    assert starts[0][SPACE.index("osc_1_wavetable")] == 4
-    assert starts[1][SPACE.index("filter_1_model")] == 5
