@@ -5,15 +5,14 @@ asserts nothing. Inputs are 3 s WAVs of patches drawn by the dataset's sampler
 (``training.sampling``) and rendered by Vital, so the right answer is always a Vital preset.
 
 - throughput: files/s with two worker processes (one per core, one onnxruntime thread each, like
-  vinv-batch), without refinement and with ``refine_seconds=2``;
+  vinv-batch) in the default mode (``best``), without refinement and with ``refine_seconds=2``,
+  and the median seconds of each stage;
 - memory: the peak resident set of a worker process;
-- quality: the median MR-STFT distance of the model alone, of the model refined for 2 s, and of
-  the best of 64 sampler patches (64 renders: random search with a bigger budget). Refinement is
-  also run from a "near miss", the true patch with every knob jittered by up to 0.15: what it
-  adds to a decent model, which an untrained model cannot show.
+- refinement: what 2 s of CMA-ES buys from a "near miss", the true patch with every knob jittered
+  by up to 0.15. Quality per mode on held-out sounds is ``benchmarks/bench_quality.py``.
 
 Without ``--model`` the shipped model is used, or else a random compact model is exported first
-(needs torch): its speed is a real model's, its quality figures are not.
+(needs torch).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import soundfile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converter.convert import CANDIDATES, analyse, convert, predict, tune  # noqa: E402
+from converter.convert import analyse, convert, tune  # noqa: E402
 from converter.input_audio import read_audio  # noqa: E402
 from converter.model import DEFAULT_MODEL, PresetModel  # noqa: E402
 from converter.parameters import Kind, parameter_space  # noqa: E402
@@ -51,7 +50,6 @@ FILES = 16
 REFINED_FILES = 6
 REFINE_SECONDS = 2.0
 QUALITY_TARGETS = 6
-RANDOM_RENDERS = 64
 NEAR_MISS = 0.15
 SEED = 7
 
@@ -147,40 +145,25 @@ def throughput(model_path: Path, paths: list[Path], refine_seconds: float, out: 
     print(" " * 16 + "median seconds per file: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
 
 
-def quality(model: PresetModel, inputs: list[tuple[Path, np.ndarray]]) -> None:
+def quality(inputs: list[tuple[Path, np.ndarray]]) -> None:
+    """What CMA-ES refinement adds to a decent start: the true patch with every knob off by up to
+    ``NEAR_MISS`` (the converter's own quality per mode is benchmarks/bench_quality.py's job)."""
     space = parameter_space()
     rng = np.random.default_rng(SEED + 1)
-    rows: dict[str, list[float]] = {name: [] for name in ("model", "refined", "near miss", "near miss refined",
-                                                          "random")}
-    renders = []
+    starts, refined, renders = [], [], []
     for path, truth in inputs:
         analysis = analyse(read_audio(path))
         note = analysis.note
-        play = {"pitch": note.pitch, "note_length": note.length}
-        prediction = predict(model, analysis, candidates=CANDIDATES, space=space)
-        result = refine(analysis.target, prediction.starts(space), seconds=REFINE_SECONDS, **play)
-        rows["model"].append(result.start_distance)
-        rows["refined"].append(result.distance)
+        miss = preset_from_vector(tune(near_miss(truth, rng), note, space), space=space)
+        result = refine(analysis.comparison, miss, pitch=note.pitch, note_length=note.length,
+                        seconds=REFINE_SECONDS)
+        starts.append(result.start_distance)
+        refined.append(result.distance)
         renders.append(result.renders)
-        miss = tune(near_miss(truth, rng), note, space)
-        result = refine(analysis.target, [miss], seconds=REFINE_SECONDS, **play)
-        rows["near miss"].append(result.start_distance)
-        rows["near miss refined"].append(result.distance)
-        randoms = [tune(sampler_patch(rng, note.pitch, note.length), note, space)
-                   for _ in range(RANDOM_RENDERS)]
-        rows["random"].append(refine(analysis.target, randoms, seconds=1e9, max_renders=RANDOM_RENDERS, **play).distance)
-    medians = {name: float(np.median(values)) for name, values in rows.items()}
-    print(f"quality on {len(inputs)} sampler targets: median MR-STFT distance (lower is better), renders of "
-          f"the note + 0.5 s; model {'with' if model.has_candidates else 'without'} a flow head")
-    print(f"    model alone                {medians['model']:.3f}")
-    print(f"    model refined {REFINE_SECONDS:g} s         {medians['refined']:.3f}  "
-          f"({100 * (1 - medians['refined'] / medians['model']):.0f}% below; median {np.median(renders):.0f} renders)")
-    print(f"    near miss (truth ±{NEAR_MISS:g})     {medians['near miss']:.3f}")
-    print(f"    near miss refined {REFINE_SECONDS:g} s     {medians['near miss refined']:.3f}  "
-          f"({100 * (1 - medians['near miss refined'] / medians['near miss']):.0f}% below)")
-    print(f"    best of {RANDOM_RENDERS} sampler patches  {medians['random']:.3f}")
-    for name, values in rows.items():
-        print(f"    {name:>18}: " + " ".join(f"{value:.2f}" for value in values))
+    start, end = float(np.median(starts)), float(np.median(refined))
+    print(f"refinement from a near miss (truth ±{NEAR_MISS:g}) on {len(inputs)} sampler targets, "
+          f"median MR-STFT distance: {start:.3f} -> {end:.3f} in {REFINE_SECONDS:g} s "
+          f"({100 * (1 - end / start):.0f}% below; median {np.median(renders):.0f} renders)")
 
 
 def main() -> None:
@@ -202,7 +185,7 @@ def main() -> None:
               f"{os.cpu_count()} CPUs visible")
         throughput(model_path, paths, 0.0, out)
         throughput(model_path, paths[:REFINED_FILES], REFINE_SECONDS, out)
-        quality(model, inputs[:QUALITY_TARGETS])
+        quality(inputs[:QUALITY_TARGETS])
         print(f"peak RSS of this process (inputs, quality runs): {peak_rss_mb():.0f} MB")
 
 

@@ -4,6 +4,10 @@ Times the init patch, then every preset under ../shared/presets twice: the origi
 Vital stores it, and its projection into our parameter space (written back as a vinv preset).
 Each time covers the whole call: loading the preset into Vital and rendering it.
 
+Then the search's renders (``RenderSession``, 24 kHz, 2 s): for a bank patch and for a
+resynthesis of examples/pad.wav (two 256-frame tables), a knob change in a warm session against a
+full load on a fresh engine (what a table or route change costs).
+
     python benchmarks/bench_render.py [--repeats N] [--init-renders N] [--presets DIR]
 """
 
@@ -23,7 +27,7 @@ import vita  # noqa: E402
 
 from converter.parameters import parameter_space  # noqa: E402
 from converter.preset import PresetError, parse_preset, preset_from_vector, vector_from_preset  # noqa: E402
-from converter.render import RenderError, render  # noqa: E402
+from converter.render import RenderError, RenderSession, render  # noqa: E402
 
 PITCH = 60
 VELOCITY = 0.8
@@ -58,6 +62,22 @@ def summary(label: str, times_ms: list[float]) -> str:
     )
 
 
+def search_renders(label: str, preset: dict, count: int = 20) -> None:
+    """Knob-only renders in a warm session against fresh full loads, both at 24 kHz for 2 s."""
+    text = json.dumps(preset)
+    session = RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=2.0)
+    knob_ms, load_ms = [], []
+    for k in range(count):
+        start = time.perf_counter()
+        session.render({"env_1_release": 0.3 + 0.02 * k})
+        knob_ms.append(1000.0 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=2.0)
+        load_ms.append(1000.0 * (time.perf_counter() - start))
+    print(summary(f"{label}: knob change in a session", knob_ms))
+    print(summary(f"{label}: fresh engine, load and play", load_ms))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="renders per preset and form (default 1)")
@@ -78,6 +98,14 @@ def main() -> None:
     print(summary("init patch, new vita.Synth per render", [
         timed_fresh_engine_render(init_text) for _ in range(args.init_renders)
     ]))
+
+    from converter.convert import analyse, build_candidates
+    from converter.input_audio import read_audio
+
+    print()
+    search_renders("bank patch", init)
+    pad = analyse(read_audio(REPO / "examples" / "pad.wav"))
+    search_renders("resynthesis", build_candidates(pad, None, "resynth")[0][0].preset)
 
     files = sorted(args.presets.rglob("*.vital")) if args.presets.is_dir() else []
     if not files:
