@@ -4,7 +4,7 @@ Times the init patch, then every preset under ../shared/presets twice: the origi
 Vital stores it, and its projection into our parameter space (written back as a vinv preset).
 Each time covers the whole call: loading the preset into Vital and rendering it.
 
-Then the search's renders (``RenderSession``, 24 kHz, 2 s): for a bank patch and for a
+Then the search's renders (``RenderSession``, 24 kHz, same length): for a bank patch and for a
 resynthesis of examples/pad.wav (two 256-frame tables), a knob change in a warm session against a
 full load on a fresh engine (what a table or route change costs).
 
@@ -63,16 +63,16 @@ def summary(label: str, times_ms: list[float]) -> str:
 
 
 def search_renders(label: str, preset: dict, count: int = 20) -> None:
-    """Knob-only renders in a warm session against fresh full loads, both at 24 kHz for 2 s."""
+    """Knob-only renders in a warm session against fresh full loads, both at 24 kHz."""
     text = json.dumps(preset)
-    session = RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=2.0)
+    session = RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=RENDER_SECONDS)
     knob_ms, load_ms = [], []
     for k in range(count):
         start = time.perf_counter()
         session.render({"env_1_release": 0.3 + 0.02 * k})
         knob_ms.append(1000.0 * (time.perf_counter() - start))
         start = time.perf_counter()
-        RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=2.0)
+        RenderSession(text, sample_rate=24000, pitch=PITCH, note_length=NOTE_SECONDS, duration=RENDER_SECONDS)
         load_ms.append(1000.0 * (time.perf_counter() - start))
     print(summary(f"{label}: knob change in a session", knob_ms))
     print(summary(f"{label}: fresh engine, load and play", load_ms))
