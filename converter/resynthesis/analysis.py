@@ -20,6 +20,7 @@ An unpitched sound (noise, snares, hats) has no harmonics: all of it is residual
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -159,18 +160,23 @@ def sweep_knots(count: int = KEYFRAMES) -> np.ndarray:
 
 
 def _windowed_spectrum(audio: np.ndarray, centre: int, length: int) -> tuple[np.ndarray, float, float]:
-    """Spectrum (zero-padded twice) of a Hann window of ``length`` samples centred on ``centre``,
+    """Spectrum (zero-padded at least twice) of a Hann window of ``length`` samples centred on ``centre``,
     phases referred to the centre; with the window's sum and the bin spacing in cycles per sample."""
     start = centre - length // 2
     segment = np.zeros(length)
     lo, hi = max(start, 0), min(start + length, audio.size)
     if hi > lo:
         segment[lo - start : hi - start] = audio[lo:hi]
-    window = np.hanning(length)
-    size = 2 * length
+    window = _hann(length)
+    size = 1 << int(np.ceil(np.log2(2 * length)))  # at least twice zero-padded, and a fast FFT size
     spectrum = np.fft.rfft(segment * window, size)
     spectrum *= np.exp(2j * np.pi * np.arange(spectrum.size) * (length // 2) / size)
     return spectrum, float(window.sum()), 1.0 / size
+
+
+@lru_cache(maxsize=64)
+def _hann(length: int) -> np.ndarray:
+    return np.hanning(length)
 
 
 def harmonics_at(audio: np.ndarray, sample_rate: int, centre: int, f0: float) -> tuple[np.ndarray, np.ndarray]:
