@@ -34,6 +34,7 @@ from converter.files import atomic_write_bytes
 from converter.parameters import Kind, ParameterSpace, parameter_space
 from converter.preset import preset_from_vector
 from converter.render import SAMPLE_RATE, RenderError, render
+from converter.scoring import SCORE_SAMPLE_RATE, score_seconds
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.dataset import SOURCES, DatasetError, ExampleSet
@@ -84,7 +85,8 @@ class Target:
 
 
 def comparison_samples(performance: Performance) -> int:
-    return round(performance.duration * MODEL_SAMPLE_RATE)
+    """Samples compared, as the converter compares (``converter.scoring``: 24 kHz, note and tail)."""
+    return round(score_seconds(performance.note_length) * SCORE_SAMPLE_RATE)
 
 
 def dataset_targets(examples: ExampleSet, per_source: int | None) -> list[Target]:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import qmc
 
-from converter.audio import CLIP_SECONDS
 from converter.parameters import (
     ENVELOPES,
     FILTERS,
@@ -27,7 +26,7 @@ from converter.parameters import (
     ParameterSpace,
     modulation_name,
 )
-from converter.render import TAIL_SECONDS
+from converter.scoring import score_seconds
 from converter.wavetables import Wavetable, default_bank, frames_from_vital
 
 PITCH_RANGE = (36, 84)
@@ -54,7 +53,8 @@ class Performance:
 
     @property
     def duration(self) -> float:
-        return min(self.note_length + TAIL_SECONDS, CLIP_SECONDS)
+        """What is rendered and compared: the converter's comparison window (``converter.scoring``)."""
+        return score_seconds(self.note_length)
 
 
 def draw_performance(rng: np.random.Generator) -> Performance:
