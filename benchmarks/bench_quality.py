@@ -101,7 +101,7 @@ def _measure(task: tuple[Path, str, float, int]) -> tuple[float, float, float, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=["resynth", "patch", "best"])
+    parser.add_argument("--modes", nargs="*", default=["resynth", "patch", "best"])
     parser.add_argument("--refine", type=float, default=0.0, help="also run best with this many seconds of search")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, help="sounds per source")
