@@ -344,6 +344,11 @@ def summarise(preset: dict) -> str:
         if settings.get(f"osc_{osc}_on"):
             table = settings["wavetables"][osc - 1].get("name", "?")
             parts.append(f"osc {osc}: {table}")
+    routes = {(route.get("source"), route.get("destination")) for route in settings.get("modulations", [])}
+    if ("lfo_1", "osc_1_wave_frame") in routes or ("lfo_1", "osc_2_wave_frame") in routes:
+        parts.append(f"LFO 1 sweeps the tables over {2.0 ** -settings['lfo_1_frequency']:.2f} s")  # rate is 2^raw Hz
+    if ("lfo_2", "osc_1_transpose") in routes:
+        parts.append("LFO 2 draws the pitch")
     if settings.get("sample_on"):
         parts.append("noise on")
     for n in (1, 2):
