@@ -1,9 +1,8 @@
 """Refinement by analysis-by-synthesis: CMA-ES over a preset's audible knobs, judged by Vital itself.
 
 The converter's closest candidate (a resynthesis, a hybrid or a model-made patch) is the start. Its
-categorical choices (tables, filter models) stay as the candidates made them, except that a reverb,
-a chorus, a delay or unison it lacks is tried once each (``ADDITIONS``); then the search moves the
-continuous knobs that change how this preset sounds (``search_knobs``: levels,
+categorical choices (tables, filter models, which effects are on) stay as the candidates made them;
+the search moves the continuous knobs that change how this preset sounds (``search_knobs``: levels,
 envelopes, filters, effect mixes, modulation depths), each within its range from the parameter table,
 scaled to 0-1 for CMA-ES (pycma). Every candidate is played in one warm ``RenderSession`` at 24 kHz
 for exactly the compared window (``converter.scoring``), which makes a render 5-20x cheaper than a
@@ -16,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,14 +39,6 @@ EFFECT_MIXES = {
     "distortion": "distortion_mix",
 }
 MEASURED_DESTINATIONS = ("_wave_frame", "_transpose")  # a resynthesis's sweep and pitch: measured, not guessed
-# Parts a candidate may lack that one knob change in the session switches on: the search tries each
-# once (only where it is off) before it turns knobs; what helps stays, its knobs join the search.
-ADDITIONS: tuple[dict[str, float], ...] = (
-    {"reverb_on": 1.0, "reverb_dry_wet": 0.2},
-    {"chorus_on": 1.0, "chorus_dry_wet": 0.3},
-    {"delay_on": 1.0, "delay_dry_wet": 0.15},
-    {"osc_1_unison_voices": 3.0, "osc_1_unison_detune": 1.0},
-)
 
 
 @dataclass(frozen=True)
@@ -108,10 +100,10 @@ def search_knobs(preset: dict, space: ParameterSpace | None = None) -> list[Knob
     return knobs
 
 
-def with_settings(preset: dict, values: dict[str, float]) -> dict:
-    """A copy of ``preset`` with these raw control values."""
+def with_knobs(preset: dict, knobs: Sequence[Knob], values: np.ndarray) -> dict:
+    """A copy of ``preset`` with each knob at its raw value."""
     copy = json.loads(json.dumps(preset))
-    copy["settings"].update({name: float(value) for name, value in values.items()})
+    copy["settings"].update({knob.control: float(value) for knob, value in zip(knobs, values)})
     return copy
 
 
@@ -129,23 +121,28 @@ def refine(
 ) -> Refinement:
     """Search the knobs of ``preset`` for a render at ``pitch`` closer to the ``comparison``'s target.
 
-    The start is always scored; then each of ``ADDITIONS`` the preset lacks is tried once, and
-    CMA-ES asks for candidates until ``seconds`` would be exceeded by one more render, or after
-    ``max_renders``. Raises RenderError if Vital cannot load ``preset``.
+    The start is always scored; then CMA-ES asks for candidates until ``seconds`` would be exceeded
+    by one more render, or after ``max_renders``. Raises RenderError if Vital cannot load ``preset``.
     """
     space = space or parameter_space()
     deadline = time.perf_counter() + max(seconds, 0.0)
     limit = max_renders if max_renders is not None else np.inf
+    knobs = search_knobs(preset, space)
     session = RenderSession(preset, sample_rate=SCORE_SAMPLE_RATE, pitch=pitch, velocity=velocity,
                             note_length=note_length, duration=score_seconds(note_length))
+    low = np.array([knob.low for knob in knobs])
+    span = np.array([knob.high - knob.low for knob in knobs])
+    start = np.array([float(preset["settings"].get(knob.control, knob.low)) for knob in knobs])
     renders, spent = 0, 0.0
 
-    def distance_of(knobs: dict[str, float]) -> float:
+    def distance(unit: np.ndarray) -> float:
         nonlocal renders, spent
         began = time.perf_counter()
         renders += 1
+        raw = low + np.clip(unit, 0.0, 1.0) * span
         try:
-            value = comparison.distance(session.render(knobs), SCORE_SAMPLE_RATE)
+            value = comparison.distance(session.render(dict(zip((k.control for k in knobs), raw))),
+                                        SCORE_SAMPLE_RATE)
         except (RenderError, ValueError):  # a NaN render is never the best
             value = float("inf")
         spent += time.perf_counter() - began
@@ -154,28 +151,9 @@ def refine(
     def affordable() -> bool:
         return renders < limit and deadline - time.perf_counter() > spent / max(renders, 1)
 
-    best_distance = start_distance = distance_of({})
-    settings = preset["settings"]
-    for addition in ADDITIONS:
-        if settings.get(next(iter(addition))) or not affordable():
-            continue
-        tried = distance_of(addition)
-        if tried < best_distance:
-            preset, best_distance = with_settings(preset, addition), tried
-            settings = preset["settings"]
-        else:
-            session.set({name: settings.get(name, 0.0) for name in addition})  # back as it was
-
-    knobs = search_knobs(preset, space)
-    low = np.array([knob.low for knob in knobs])
-    span = np.array([knob.high - knob.low for knob in knobs])
-    start = np.array([float(settings.get(knob.control, knob.low)) for knob in knobs])
-
-    def distance(unit: np.ndarray) -> float:
-        return distance_of(dict(zip((k.control for k in knobs), low + np.clip(unit, 0.0, 1.0) * span)))
-
     origin = np.clip((start - low) / np.where(span > 0, span, 1.0), 0.0, 1.0)
-    best = origin
+    best, best_distance = origin, distance(origin)
+    start_distance = best_distance
     if knobs and affordable():
         strategy = cma.CMAEvolutionStrategy(origin, INITIAL_STEP, {
             "bounds": [0.0, 1.0], "seed": seed + 1, "verbose": -9, "CMA_diagonal": True})
@@ -191,5 +169,5 @@ def refine(
             if len(told) < len(asked):
                 break
             strategy.tell(asked, told)
-    return Refinement(with_settings(preset, dict(zip((k.control for k in knobs), low + best * span))),
-                      float(best_distance), float(start_distance), renders)
+    return Refinement(with_knobs(preset, knobs, low + best * span), float(best_distance), float(start_distance),
+                      renders)

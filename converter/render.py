@@ -68,15 +68,11 @@ class RenderSession:
 
     def render(self, knobs: dict[str, float] | None = None) -> np.ndarray:
         """Set ``knobs`` (raw Vital values by control name) and play the note: float32 (2, n)."""
-        self.set(knobs or {})
-        return self._play()
-
-    def set(self, knobs: dict[str, float]) -> None:
-        """Set ``knobs`` without playing; the next render plays them."""
-        for name, value in knobs.items():
+        for name, value in (knobs or {}).items():
             self._controls[name].set(float(value))
         if knobs:  # Vital glides a changed knob to its new value: let it arrive before the note that counts
             self._synth.render(self.pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
+        return self._play()
 
     def _play(self) -> np.ndarray:
         audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),

@@ -85,12 +85,3 @@ def test_leaves_a_resynthesis_sweep_and_pitch_alone():
     tracked = analyse_for_resynthesis(audio, SAMPLE_RATE, Note(57, 0.0, True, 1.0, 0.8))[0]
     controls = {knob.control for knob in search_knobs(resynthesis_preset(tracked))}
     assert "osc_1_level" in controls and not any(control.startswith("modulation_") for control in controls)
-
-
-def test_adds_a_reverb_the_target_has_and_the_start_lacks():
-    wet = patch(decay=0.3)
-    wet[SPACE.index("reverb_on")] = 1.0
-    wet[SPACE.index("reverb_dry_wet")] = SPACE["reverb_dry_wet"].normalise(0.3)
-    result = run(wet, patch(decay=0.3), renders=6)
-    assert result.improved and result.preset["settings"]["reverb_on"] == 1.0
-    assert result.preset["settings"]["chorus_on"] == 0.0  # what did not help was taken back
