@@ -176,7 +176,7 @@ def main() -> None:
         if model_path is None:
             print("no shipped model: exporting a random compact model (speed is real, quality is not)")
             model_path = random_model(folder)
-        model = PresetModel.load(model_path, threads=1)  # a stale model fails here, not in every worker
+        PresetModel.load(model_path, threads=1)  # a stale model fails here, not in every worker
         out = folder / "out"
         out.mkdir()
         inputs = make_inputs(folder, FILES)

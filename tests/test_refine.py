@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from converter.note import Note
 from converter.parameters import parameter_space
