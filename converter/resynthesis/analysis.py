@@ -131,7 +131,8 @@ def _running_median(values: np.ndarray, frames: int) -> np.ndarray:
 def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = KEYFRAMES) -> np.ndarray:
     """``count`` instants over ``duration``, dense where the spectrum changes fast.
 
-    The instants lie on straight lines between ``sweep_knots``, so one drawn LFO shape can play them. The rate of change is the mean absolute step, in dB, of ``WARP_BANDS`` log-spaced band levels
+    The instants lie on straight lines between ``sweep_knots``, so one drawn LFO shape can play them.
+    The rate of change is the mean absolute step, in dB, of ``WARP_BANDS`` log-spaced band levels
     between spectra ``CHANGE_HOP`` apart; ``STEADY_SHARE`` of the instants are spread evenly.
     """
     hop = max(1, round(CHANGE_HOP * sample_rate))
