@@ -218,8 +218,10 @@ def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
     return hybrid
 
 
-def build_candidates(analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv",
-                     samples: int = 0, space: ParameterSpace | None = None) -> tuple[list[Candidate], Prediction | None]:
+def build_candidates(
+    analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv", samples: int = 0,
+    space: ParameterSpace | None = None,
+) -> tuple[list[Candidate], Prediction | None]:
     """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch (and
     ``samples`` of its flow samples), and their hybrid; with the model's prediction, when asked."""
     if mode not in MODES:
