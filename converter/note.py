@@ -51,6 +51,16 @@ def note_name(pitch: int) -> str:
     return f"{names[pitch % 12]}{pitch // 12 - 2}"
 
 
+def hz_to_midi(hz: np.ndarray | float) -> np.ndarray | float:
+    """Equal-tempered MIDI pitch (A4 = 69 = 440 Hz) of a frequency, fractional between notes."""
+    return 69.0 + 12.0 * np.log2(np.asarray(hz) / 440.0)
+
+
+def midi_to_hz(pitch: np.ndarray | float) -> np.ndarray | float:
+    """The frequency of a MIDI pitch (fractional pitches allowed); Vital's cutoff knob is one too."""
+    return 440.0 * 2.0 ** ((np.asarray(pitch) - 69.0) / 12.0)
+
+
 def envelope(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """RMS amplitude per ``HOP_SECONDS`` frame over ``ENVELOPE_WINDOW_SECONDS``."""
     audio = np.asarray(audio, dtype=np.float64)
@@ -136,7 +146,7 @@ def estimate_pitch(audio: np.ndarray, sample_rate: int) -> tuple[float | None, f
     confidence = float(share * (1.0 - aperiodicity[periodic].mean())) if periodic.any() else 0.0
     if share < PITCHED_SHARE:
         return None, confidence
-    midi = 69.0 + 12.0 * np.log2(sample_rate / periods[periodic] / 440.0)
+    midi = hz_to_midi(sample_rate / periods[periodic])
     return float(np.median(midi)), confidence
 
 

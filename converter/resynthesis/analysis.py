@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, yin
+from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, hz_to_midi, midi_to_hz, yin
 
 KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 FRAME_SIZE = 2048
@@ -106,7 +106,7 @@ def track_pitch(audio: np.ndarray, sample_rate: int, note: Note, duration: float
     if periods.size < 3:
         return flat
     times = np.arange(periods.size) * HOP_SECONDS + WINDOW_SECONDS / 2  # each YIN frame integrates its first window
-    semitones = 69.0 + 12.0 * np.log2(sample_rate / periods / 440.0) - note.pitch
+    semitones = hz_to_midi(sample_rate / periods) - note.pitch
     centre = note.cents / 100.0
     semitones -= 12.0 * np.round((semitones - centre) / 12.0) * (np.abs(semitones - centre) > 7.0)
     trusted = (aperiodicity <= PERIODIC_LIMIT) & (rms >= rms.max() * 10 ** (TRACK_FLOOR_DB / 20))
@@ -244,10 +244,6 @@ def cycles(amplitudes: np.ndarray, phases: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum, FRAME_SIZE, axis=1).astype(np.float32)
 
 
-def midi_hz(note: float) -> float:
-    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
-
-
 def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
                             keyframes: int = KEYFRAMES) -> list[Resynthesis]:
     """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``.
@@ -270,11 +266,11 @@ def _measure(audio: np.ndarray, sample_rate: int, note: Note, duration: float, t
              pitch: PitchTrack) -> Resynthesis:
     """Harmonic and residual tables at ``times``, with harmonics read along ``pitch``."""
     residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
-    residual_hz = midi_hz(residual_note)
+    residual_hz = float(midi_to_hz(residual_note))
     centres = np.round(times * sample_rate).astype(int)
     harmonics = np.zeros((times.size, MAX_HARMONIC))
     residual = np.zeros((times.size, MAX_HARMONIC))
-    f0s = midi_hz(note.pitch) * 2.0 ** (pitch.at(times) / 12.0) if note.pitched else [None] * times.size
+    f0s = midi_to_hz(note.pitch + pitch.at(times)) if note.pitched else [None] * times.size
     phases = np.zeros((times.size, MAX_HARMONIC))
     for k, (centre, f0) in enumerate(zip(centres, f0s)):
         if f0 is not None:
