@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from converter.audio import find_onset
+from converter.input_audio import read_audio
 from converter.report.png import indexed_png
 from converter.report.records import PICTURE_HEIGHT as HEIGHT
 from converter.report.records import PICTURE_WIDTH as WIDTH
@@ -26,7 +26,6 @@ SPECTRUM_RANGE_DB = 80.0
 LOUDNESS_RANGE_DB = 60.0
 WINDOW_SECONDS = 0.046
 MAX_SECONDS = 12.0
-READ_SECONDS = 40.0  # of the input: enough to find a late onset and still have MAX_SECONDS after it
 LEVELS = 254  # palette entries for the spectrum; the last two are the curves
 OWN_CURVE, OTHER_CURVE = 255, 254
 # Stops of a dark-to-bright colour map (after matplotlib's "magma"), interpolated to LEVELS entries.
@@ -42,16 +41,6 @@ def palette() -> np.ndarray:
     steps = np.linspace(0.0, 1.0, LEVELS)
     colours = np.stack([np.interp(steps, positions, COLOUR_STOPS[:, channel]) for channel in range(3)], axis=1)
     return np.concatenate([colours, [(110, 190, 255), (255, 255, 255)]]).round().astype(np.uint8)
-
-
-def read_mono(path: str | os.PathLike[str], from_onset: bool) -> tuple[np.ndarray, int]:
-    """The file mixed to mono (at most READ_SECONDS), from its onset when ``from_onset``, and its sample rate."""
-    with soundfile.SoundFile(path) as sound:
-        rate = sound.samplerate
-        samples = sound.read(frames=round(READ_SECONDS * rate), dtype="float32", always_2d=True).mean(axis=1)
-    if from_onset:
-        samples = samples[find_onset(samples):]
-    return samples, rate
 
 
 def _frames(samples: np.ndarray, rate: int, seconds: float) -> tuple[np.ndarray, int]:
@@ -130,8 +119,9 @@ def picture_pair(input_audio: np.ndarray, input_rate: int, preview_audio: np.nda
 def make_pictures(input_path: str | os.PathLike[str], preview_path: str | os.PathLike[str],
                   input_png: Path, preview_png: Path) -> None:
     """Write the pictures of one conversion: the input from its onset, the preview as rendered."""
-    input_audio, input_rate = read_mono(input_path, from_onset=True)
-    preview_audio, preview_rate = read_mono(preview_path, from_onset=False)
-    input_picture, preview_picture = picture_pair(input_audio, input_rate, preview_audio, preview_rate)
+    sound, preview = read_audio(input_path), read_audio(preview_path)  # as the converter read them
+    onset = find_onset(sound.samples)
+    input_picture, preview_picture = picture_pair(sound.samples[onset:], sound.sample_rate, preview.samples,
+                                                  preview.sample_rate)
     input_png.write_bytes(input_picture)
     preview_png.write_bytes(preview_picture)
