@@ -30,10 +30,7 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Downmix and resample to the model's 24 kHz."""
-    mono = to_mono(audio)
-    if sample_rate == MODEL_SAMPLE_RATE:
-        return mono
-    return resample(mono, sample_rate, MODEL_SAMPLE_RATE)
+    return resample(to_mono(audio), sample_rate, MODEL_SAMPLE_RATE)
 
 
 def resample(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:

@@ -46,8 +46,7 @@ def render(
     synth = vita.Synth()
     if not synth.load_json(text):
         raise RenderError("Vital could not load the preset")
-    audio = synth.render(note, float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    return _play(synth, note, velocity, note_length, duration)
 
 
 class RenderSession:
@@ -75,9 +74,12 @@ class RenderSession:
         return self._play()
 
     def _play(self) -> np.ndarray:
-        audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
-                                   float(self.duration))
-        return np.ascontiguousarray(audio, dtype=np.float32)
+        return _play(self._synth, self.pitch, self.velocity, self.note_length, self.duration)
+
+
+def _play(synth, pitch: int, velocity: float, note_length: float, duration: float) -> np.ndarray:
+    audio = synth.render(pitch, float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
+    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def _checked_note(pitch: int, note_length: float) -> tuple[int, float]:
