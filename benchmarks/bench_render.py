@@ -105,7 +105,7 @@ def main() -> None:
     print()
     search_renders("bank patch", init)
     pad = analyse(read_audio(REPO / "examples" / "pad.wav"))
-    search_renders("resynthesis", build_candidates(pad, None, "resynth")[0][0].preset)
+    search_renders("resynthesis", build_candidates(pad, None, "resynth")[0].preset)
 
     files = sorted(args.presets.rglob("*.vital")) if args.presets.is_dir() else []
     if not files:

@@ -41,7 +41,7 @@ from converter.distance import similarity
 from converter.files import atomic_write_bytes
 from converter.input_audio import AudioFileError, InputAudio, read_audio
 from converter.model import PresetModel
-from converter.note import Note, detect_note
+from converter.note import Note, detect_note, midi_to_hz
 from converter.parameters import OSCILLATORS, ParameterSpace, parameter_space
 from converter.preset import add_route, preset_from_vector, write_preset
 from converter.refine import VELOCITY, refine
@@ -220,12 +220,12 @@ def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
 
 def build_candidates(
     analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv", samples: int = 0,
-    space: ParameterSpace | None = None,
-) -> tuple[list[Candidate], Prediction | None]:
-    """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch (and
-    ``samples`` of its flow samples), and their hybrid; with the model's prediction, when asked."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    runner_ups: bool = False, space: ParameterSpace | None = None,
+) -> list[Candidate]:
+    """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch, their
+    hybrid, then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer with
+    its second-choice wavetable or filter model."""
+    _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
     resynthesis = None
@@ -233,16 +233,16 @@ def build_candidates(
         measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
         candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
         resynthesis = candidates[0].preset
-    prediction = None
     if mode in ("best", "patch") and model is not None:
         prediction = predict(model, analysis, candidates=samples, space=space)
         patch = preset_from_vector(prediction.vector, name=name, space=space)
         candidates.append(Candidate("patch", patch))
         if resynthesis is not None:
             candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
+        alternatives = [*prediction.candidates, *(prediction.runner_ups(space) if runner_ups else ())]
         candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
-                       for vector in prediction.candidates]
-    return candidates, prediction
+                       for vector in alternatives]
+    return candidates
 
 
 def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
@@ -355,8 +355,7 @@ def summarise(preset: dict) -> str:
         parts.append("noise on")
     for n in (1, 2):
         if settings.get(f"filter_{n}_on"):
-            hz = 440.0 * 2.0 ** ((settings[f"filter_{n}_cutoff"] - 69.0) / 12.0)  # cutoff is in semitones
-            parts.append(f"filter {n} at {hz:.0f} Hz")
+            parts.append(f"filter {n} at {midi_to_hz(settings[f'filter_{n}_cutoff']):.0f} Hz")
     times = [settings[f"env_1_{stage}"] ** 4 for stage in ("attack", "decay", "release")]  # raw^4 seconds
     parts.append("amp envelope A {:.2f} s D {:.2f} s S {:.0%} R {:.2f} s".format(
         times[0], times[1], settings["env_1_sustain"], times[2]))
@@ -408,8 +407,7 @@ def convert(
     existing outputs are an error.
     """
     started = time.perf_counter()
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    _check_mode(mode)
     path = Path(path)
     folder = Path(out_dir) if out_dir is not None else path.parent
     preset_path, preview_path = folder / f"{path.stem}{PRESET_SUFFIX}", folder / f"{path.stem}{PREVIEW_SUFFIX}"
@@ -435,11 +433,9 @@ def convert(
     note = analysis.note
     lap("analyse")
     # Refining a model-made patch also tries the model's other ideas: its flow samples, its second choices.
-    samples = max(variations, CANDIDATES if refine_seconds > 0 and mode == "patch" else 0)
-    candidates, prediction = build_candidates(analysis, model, mode, name=path.stem, samples=samples, space=space)
-    if refine_seconds > 0 and mode == "patch" and prediction is not None:
-        candidates += [Candidate("patch", preset_from_vector(vector, name=path.stem, space=space))
-                       for vector in prediction.runner_ups(space)]
+    searching_patches = refine_seconds > 0 and mode == "patch"
+    candidates = build_candidates(analysis, model, mode, name=path.stem, runner_ups=searching_patches,
+                                  samples=max(variations, CANDIDATES if searching_patches else 0), space=space)
     lap("candidates")
     try:
         ranked = rank_candidates(candidates, analysis)
@@ -450,18 +446,21 @@ def convert(
     if refine_seconds > 0:
         best, refined = refine_best(best, analysis, seconds=refine_seconds, space=space)
         lap("refine")
-    outputs = [(best, preset_path)] + list(zip(_distinct(ranked)[:variations], alternative_paths))
-    written: list[tuple[ScoredCandidate, dict, np.ndarray, Path]] = []
-    for entry, destination in outputs:
+    def finished(entry: ScoredCandidate) -> tuple[dict, np.ndarray, str]:
+        """The preset at the input's loudness, with its comments; its preview at that loudness; its summary."""
         preset, preview = match_loudness(entry.candidate.preset, entry.preview, analysis.target)
         summary = summarise(preset)
         preset["comments"] = describe(note, entry.distance, path.name, entry.candidate.method, summary)
-        written.append((entry, preset, preview, destination))
+        return preset, preview, summary
+
+    preset, preview, summary = finished(best)
+    alternatives = list(zip(_distinct(ranked)[:variations], alternative_paths))
+    alternative_presets = [finished(entry)[0] for entry, _ in alternatives]
     lap("score")
     try:
-        write_outputs(written[0][1], written[0][2], preset_path, preview_path)
-        for _, preset, _, destination in written[1:]:
-            write_preset(preset, destination)
+        write_outputs(preset, preview, preset_path, preview_path)
+        for alternative, (_, destination) in zip(alternative_presets, alternatives):
+            write_preset(alternative, destination)
     except OSError as error:
         for destination in (preset_path, preview_path, *alternative_paths):
             destination.unlink(missing_ok=True)
@@ -480,11 +479,16 @@ def convert(
         similarity=similarity(best.distance),
         refined=refined,
         method=best.candidate.method,
-        summary=summarise(written[0][1]),
+        summary=summary,
         variations=tuple(Variation(destination, entry.candidate.method, entry.distance, similarity(entry.distance))
-                         for entry, _, _, destination in written[1:]),
+                         for entry, destination in alternatives),
         timings=timings,
     )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
