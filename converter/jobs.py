@@ -588,7 +588,7 @@ def _place_record(job: Job, outcome: JobOutcome, staging: Path, pictures: bool) 
         seconds=round(outcome.seconds, 3),
     )
     try:
-        place = record_place(job.page_root, folder, job.output_name)
+        place = job.record_place()
         place.base.parent.mkdir(parents=True, exist_ok=True)
         if pictures:
             os.replace(staging / STAGED_INPUT_PICTURE, place.input_picture)
