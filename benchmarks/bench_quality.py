@@ -1,6 +1,6 @@
 """How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
 
-Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2]`` from the repo
+Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2] [--random 64]`` from the repo
 root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
 instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
 
@@ -16,6 +16,8 @@ sessions compare like with like:
 Each figure is the median over a source of the MR-STFT distance from the input to the preview that
 ``convert()`` wrote (``ConversionResult.distance``), divided by the distance of Vital's init patch
 played at the same note for the same time: 1.0 is no better than init, lower is better.
+``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
+at the detected note (N renders per sound).
 """
 
 from __future__ import annotations
@@ -82,21 +84,46 @@ def build_heldout(folder: Path) -> None:
         write("sampled", f"patch-{k:02d}", audio)
 
 
-def _measure(task: tuple[Path, str, float, int]) -> tuple[float, float, float, str]:
-    """(distance, init distance, seconds, method) of one conversion."""
-    path, mode, refine_seconds, variations = task
+def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
+    """(distance, init distance, seconds, method) of one conversion, or of the best of N random
+    sampler patches played at the detected note when the mode is ``random-N`` (the search baseline)."""
+    path, mode, refine_seconds = task
     from converter.convert import analyse, convert, render_preview, score
     from converter.input_audio import read_audio
     from converter.preset import init_preset
 
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        result = convert(path, out_dir=out, mode=mode, refine_seconds=refine_seconds, variations=variations,
-                         threads=1)
-        seconds = time.perf_counter() - started
     analysis = analyse(read_audio(path))
+    started = time.perf_counter()
+    if mode.startswith("random-"):
+        distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            result = convert(path, out_dir=out, mode=mode, refine_seconds=refine_seconds, threads=1)
+        distance, method = result.distance, result.method
+    seconds = time.perf_counter() - started
     init = score(analysis, render_preview(init_preset(), analysis.note))
-    return result.distance, init, seconds, result.method
+    return distance, init, seconds, method
+
+
+def _random_search(analysis, count: int) -> float:
+    """The closest of ``count`` patches from the dataset's sampler, each rendered once at the note."""
+    from converter.convert import render_preview, score, tune
+    from converter.parameters import parameter_space
+    from converter.preset import preset_from_vector
+    from converter.render import RenderError
+    from training.sampling import Performance, patch_from_row
+
+    space, note = parameter_space(), analysis.note
+    rng = np.random.default_rng(SAMPLED_SEED + note.pitch)
+    best = float("inf")
+    for _ in range(count):
+        vector = patch_from_row(rng.random(len(space)), rng, Performance(note.pitch, 0.8, note.length), space)
+        try:
+            preview = render_preview(preset_from_vector(tune(vector, note, space), space=space), note)
+        except RenderError:
+            continue
+        best = min(best, score(analysis, preview))
+    return best
 
 
 def main() -> None:
@@ -105,10 +132,13 @@ def main() -> None:
     parser.add_argument("--refine", type=float, default=0.0, help="also run best with this many seconds of search")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, help="sounds per source")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="also the baseline: the best of N random sampler patches per sound")
     args = parser.parse_args()
     folder = heldout_folder()
     build_heldout(folder)
     runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
+    runs += [(f"random-{args.random}", 0.0)] if args.random else []
     print(f"held-out set: {folder}")
     print("| run | " + " | ".join(SOURCES) + " | s/file | winners |")
     print("|---|" + "---|" * (len(SOURCES) + 2))
@@ -117,7 +147,7 @@ def main() -> None:
             cells, seconds, winners = [], [], {}
             for source in SOURCES:
                 files = sorted((folder / source).glob("*.wav"))[: args.limit]
-                results = list(pool.map(_measure, [(path, mode, refine_seconds, 0) for path in files]))
+                results = list(pool.map(_measure, [(path, mode, refine_seconds) for path in files]))
                 ratios = [distance / init for distance, init, _, _ in results]
                 seconds += [s for _, _, s, _ in results]
                 for *_, method in results:
