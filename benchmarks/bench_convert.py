@@ -36,13 +36,13 @@ import soundfile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from converter.analysis.input_audio import read_audio  # noqa: E402
 from converter.convert import analyse, convert, tune  # noqa: E402
-from converter.input_audio import read_audio  # noqa: E402
-from converter.model import DEFAULT_MODEL, PresetModel  # noqa: E402
-from converter.parameters import Kind, parameter_space  # noqa: E402
-from converter.preset import preset_from_vector  # noqa: E402
-from converter.refine import refine  # noqa: E402
-from converter.render import SAMPLE_RATE, render  # noqa: E402
+from converter.matching.model import DEFAULT_MODEL, PresetModel  # noqa: E402
+from converter.matching.refine import refine  # noqa: E402
+from converter.vital.parameters import Kind, parameter_space  # noqa: E402
+from converter.vital.preset import preset_from_vector  # noqa: E402
+from converter.vital.render import SAMPLE_RATE, render  # noqa: E402
 
 WORKERS = 2
 INPUT_SECONDS = 3.0

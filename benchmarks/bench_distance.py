@@ -1,4 +1,4 @@
-"""How fast converter.distance scores 3 s clips at 24 kHz.
+"""How fast converter.matching.distance scores 3 s clips at 24 kHz.
 
 The preset search compares hundreds of rendered candidates against one
 target, so the figure that matters is calls per second with a prepared
@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converter.distance import (  # noqa: E402
+from converter.matching.distance import (  # noqa: E402
     log_spectral_distance,
     mfcc_distance,
     mrstft_distance,

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converter.model import CLIP_SAMPLES, DEFAULT_MODEL, PresetModel  # noqa: E402
+from converter.matching.model import CLIP_SAMPLES, DEFAULT_MODEL, PresetModel  # noqa: E402
 
 RUNS = 20
 WARM_UP = 3

@@ -53,11 +53,18 @@ def heldout_folder() -> Path:
 
 def build_heldout(folder: Path) -> None:
     """Write the held-out WAVs (once; existing files are kept)."""
-    from converter.parameters import parameter_space
-    from converter.preset import preset_from_vector, read_preset
-    from converter.render import SAMPLE_RATE, render
-    from training.instruments import GM_PROGRAMS, MIDI_VELOCITY, NOTE_SECONDS, PITCHES, midi_file, play
-    from training.instruments import DEFAULT_SOUNDFONT
+    from converter.vital.parameters import parameter_space
+    from converter.vital.preset import preset_from_vector, read_preset
+    from converter.vital.render import SAMPLE_RATE, render
+    from training.instruments import (
+        DEFAULT_SOUNDFONT,
+        GM_PROGRAMS,
+        MIDI_VELOCITY,
+        NOTE_SECONDS,
+        PITCHES,
+        midi_file,
+        play,
+    )
     from training.sampling import draw_performance, patch_from_row
 
     def write(source: str, name: str, audio: np.ndarray) -> None:
@@ -88,9 +95,9 @@ def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
     """(distance, init distance, seconds, method) of one conversion, or of the best of N random
     sampler patches played at the detected note when the mode is ``random-N`` (the search baseline)."""
     path, mode, refine_seconds = task
+    from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, convert, render_preview, score
-    from converter.input_audio import read_audio
-    from converter.preset import init_preset
+    from converter.vital.preset import init_preset
 
     analysis = analyse(read_audio(path))
     started = time.perf_counter()
@@ -108,9 +115,9 @@ def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
 def _random_search(analysis, count: int) -> float:
     """The closest of ``count`` patches from the dataset's sampler, each rendered once at the note."""
     from converter.convert import render_preview, score, tune
-    from converter.parameters import parameter_space
-    from converter.preset import preset_from_vector
-    from converter.render import RenderError
+    from converter.vital.parameters import parameter_space
+    from converter.vital.preset import preset_from_vector
+    from converter.vital.render import RenderError
     from training.sampling import Performance, patch_from_row
 
     space, note = parameter_space(), analysis.note

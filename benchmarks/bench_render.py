@@ -1,4 +1,4 @@
-"""Rendering speed: 3 s renders of one 1 s note at MIDI 60, through converter.render.render.
+"""Rendering speed: 3 s renders of one 1 s note at MIDI 60, through converter.vital.render.render.
 
 Times the init patch, then every preset under ../shared/presets twice: the original file's JSON as
 Vital stores it, and its projection into our parameter space (written back as a vinv preset).
@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 
 import vita  # noqa: E402
 
-from converter.parameters import parameter_space  # noqa: E402
-from converter.preset import PresetError, parse_preset, preset_from_vector, vector_from_preset  # noqa: E402
-from converter.render import RenderError, RenderSession, render  # noqa: E402
+from converter.vital.parameters import parameter_space  # noqa: E402
+from converter.vital.preset import PresetError, parse_preset, preset_from_vector, vector_from_preset  # noqa: E402
+from converter.vital.render import RenderError, RenderSession, render  # noqa: E402
 
 PITCH = 60
 VELOCITY = 0.8
@@ -99,8 +99,8 @@ def main() -> None:
         timed_fresh_engine_render(init_text) for _ in range(args.init_renders)
     ]))
 
+    from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, build_candidates
-    from converter.input_audio import read_audio
 
     print()
     search_renders("bank patch", init)

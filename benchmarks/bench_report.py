@@ -3,7 +3,7 @@
 Run ``python benchmarks/bench_report.py [--counts 100 500]`` from the repo root (needs Debian's
 ``chromium`` for the load times). For each count it builds a temp folder of that many conversions
 as vinv leaves them (inputs, previews, presets, records and pictures under ``.vinv/``; the
-pictures are drawn by converter.report.pictures from synthetic tones), then prints, asserting
+pictures are drawn by converter.app.report.pictures from synthetic tones), then prints, asserting
 nothing:
 
 - page: the size of ``vinv-report.html`` itself, and of everything under ``.vinv/``;
@@ -29,9 +29,9 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from converter.report.page import PAGE_NAME, write_page  # noqa: E402
-from converter.report.pictures import picture_pair  # noqa: E402
-from converter.report.records import Record, VariationRecord, record_place  # noqa: E402
+from converter.app.report.page import PAGE_NAME, write_page  # noqa: E402
+from converter.app.report.pictures import picture_pair  # noqa: E402
+from converter.app.report.records import Record, VariationRecord, record_place  # noqa: E402
 
 RATE = 44100
 DISTINCT_PICTURES = 12  # drawn once each, then reused: drawing is not what this measures

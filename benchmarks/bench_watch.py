@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="conversions at a time (default: 2)")
     args = parser.parse_args()
 
-    from converter.model import DEFAULT_MODEL
+    from converter.matching.model import DEFAULT_MODEL
 
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as temp:
         temp = Path(temp)
@@ -162,7 +162,7 @@ def main() -> None:
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
         started = time.perf_counter()
-        daemon = subprocess.Popen([sys.executable, "-m", "converter.watch", str(inbox), "--model", str(model),
+        daemon = subprocess.Popen([sys.executable, "-m", "converter.app.watch", str(inbox), "--model", str(model),
                                    "--config", str(config)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                   stderr=subprocess.DEVNULL)
         try:

@@ -4,15 +4,15 @@
 ``out_dir``). The steps, each a function that can be called and tested alone:
 
 1. ``read_audio``: any file soundfile reads, mixed to mono; only its first 30 s are read, so a
-   long recording is analysed from the note that starts there (see ``converter.input_audio``);
-2. ``analyse``: the note's onset, pitch and length (``converter.note``), the model's 5 s clip
+   long recording is analysed from the note that starts there (see ``converter.analysis.input_audio``);
+2. ``analyse``: the note's onset, pitch and length (``converter.analysis.note``), the model's 5 s clip
    and the 44.1 kHz target that previews are scored against;
-3. ``build_candidates``: the resynthesis (``converter.resynthesis``: wavetables made from the
+3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
    input itself), the ONNX model's patch (``predict``, ``tune``-d to the input's pitch) and their
    ``hybrid_preset``, as the mode allows;
 4. ``rank_candidates``: each is rendered once at the detected note and length (``render_preview``)
    and scored against the target; the closest wins, its render is the preview (a model-made
-   winner may then be improved by ``converter.refine``), and ``match_loudness`` sets the preset's
+   winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the preset's
    volume so the preview is as loud as the input;
 5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
 
@@ -35,19 +35,26 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from converter.audio import MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, find_onset, prepare_clip, resample, to_model_rate
-from converter.decode import decode_outputs, runner_up_vectors
-from converter.distance import similarity
+from converter.analysis.audio import (
+    MODEL_SAMPLE_RATE,
+    PRE_ROLL_SAMPLES,
+    find_onset,
+    prepare_clip,
+    resample,
+    to_model_rate,
+)
+from converter.analysis.input_audio import AudioFileError, InputAudio, read_audio
+from converter.analysis.note import Note, detect_note, midi_to_hz
 from converter.files import atomic_write_bytes
-from converter.input_audio import AudioFileError, InputAudio, read_audio
-from converter.model import PresetModel
-from converter.note import Note, detect_note, midi_to_hz
-from converter.parameters import OSCILLATORS, ParameterSpace, parameter_space
-from converter.preset import add_route, preset_from_vector, write_preset
-from converter.refine import VELOCITY, refine
-from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
-from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.scoring import Comparison
+from converter.matching.decode import decode_outputs, runner_up_vectors
+from converter.matching.distance import similarity
+from converter.matching.model import PresetModel
+from converter.matching.refine import VELOCITY, refine
+from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.matching.scoring import Comparison
+from converter.vital.parameters import OSCILLATORS, ParameterSpace, parameter_space
+from converter.vital.preset import add_route, preset_from_vector, write_preset
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when refining in patch mode
@@ -109,7 +116,7 @@ class Analysis:
     note: Note
     clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
     target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
-    comparison: Comparison  # the target prepared once for every distance (``converter.scoring``)
+    comparison: Comparison  # the target prepared once for every distance (``converter.matching.scoring``)
 
 
 def analyse(audio: InputAudio) -> Analysis:
@@ -270,7 +277,7 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
 
 def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float,
                 space: ParameterSpace | None = None) -> tuple[ScoredCandidate, bool]:
-    """Search ``seconds`` for a closer version of the closest candidate (``converter.refine``); the
+    """Search ``seconds`` for a closer version of the closest candidate (``converter.matching.refine``); the
     search's answer is rendered fresh and scored like every candidate, and kept only if closer."""
     note = analysis.note
     try:
@@ -293,7 +300,7 @@ def render_preview(preset: dict, note: Note) -> np.ndarray:
 
 
 def score(analysis: Analysis, preview: np.ndarray) -> float:
-    """Distance from the input to a 44.1 kHz preview, as every part of vinv compares (``converter.scoring``)."""
+    """Distance from the input to a 44.1 kHz preview, as every part of vinv compares (``converter.matching.scoring``)."""
     return analysis.comparison.distance(preview, SAMPLE_RATE)
 
 

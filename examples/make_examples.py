@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from converter.audio import to_mono
-from converter.parameters import parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, render
-from converter.wavetables import default_bank
+from converter.analysis.audio import to_mono
+from converter.vital.parameters import parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, render
+from converter.vital.wavetables import default_bank
 
 HERE = Path(__file__).resolve().parent
 

@@ -37,16 +37,23 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
 import converter
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
-from converter.decode import decode_outputs
+from converter.analysis.audio import MODEL_SAMPLE_RATE, to_model_rate
 from converter.files import atomic_write_bytes
-from converter.model import (AUDIO_INPUT, CANDIDATES, CLIP_SAMPLES, FORMAT_VERSION, NOISE_INPUT, OUTPUTS,
-                             PresetModel)
-from converter.parameters import Kind, parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE as RENDER_SAMPLE_RATE
-from converter.render import render
-from converter.wavetables import BANK_VERSION, default_bank
+from converter.matching.decode import decode_outputs
+from converter.matching.model import (
+    AUDIO_INPUT,
+    CANDIDATES,
+    CLIP_SAMPLES,
+    FORMAT_VERSION,
+    NOISE_INPUT,
+    OUTPUTS,
+    PresetModel,
+)
+from converter.vital.parameters import Kind, parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE as RENDER_SAMPLE_RATE
+from converter.vital.render import render
+from converter.vital.wavetables import BANK_VERSION, default_bank
 from training.checkpoint import CheckpointError, load_checkpoint, read_card
 from training.evaluate import rendered_distances
 from training.frontend import prepare_clip
@@ -87,7 +94,7 @@ def recipe_id(recipe: dict) -> str:
 
 
 def model_metadata(model: ParameterModel, *, recipe: str, step: int, precision: str) -> dict[str, str]:
-    """The metadata_props of an exported file; converter.model checks the first block of them."""
+    """The metadata_props of an exported file; converter.matching.model checks the first block of them."""
     space = parameter_space()
     layout = [[p.name, p.kind.value, p.size] for p in space.parameters]
     return {

@@ -1,4 +1,4 @@
-"""The packaged app's entry point: converter.app's ``vinv`` command, frozen by PyInstaller.
+"""The packaged app's entry point: converter.app.cli's ``vinv`` command, frozen by PyInstaller.
 
 vinv-batch and vinv-watch convert in worker processes started with multiprocessing's "spawn" method;
 in a frozen app those workers are this same executable, and freeze_support() turns such a start
@@ -10,6 +10,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    from converter.app import main
+    from converter.app.cli import main
 
     sys.exit(main())

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import vita
 
-from converter.model import PresetModel
-from converter.parameters import ParameterSpace, parameter_space
+from converter.matching.model import PresetModel
+from converter.vital.parameters import ParameterSpace, parameter_space
 
 # Small enough to build and export in seconds; random weights give nonsense presets, real plumbing.
 TINY_MODEL = {

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from test_convert import write_vital_sound
 
 from converter import convert as convert_module
+from converter.analysis.input_audio import MAX_SECONDS
 from converter.convert import ConversionError, convert
-from converter.input_audio import MAX_SECONDS
-from test_convert import write_vital_sound
 
 RATE = 44100
 

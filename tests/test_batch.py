@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from converter import batch
-from converter.jobs import (
+from converter.app import batch
+from converter.app.jobs import (
     CRASH_MESSAGE,
     TEMP_SUFFIX,
     VINV_AUTHOR,
@@ -28,7 +28,7 @@ from converter.jobs import (
     plan_job,
     remove_abandoned_temp,
 )
-from converter.preset import AUTHOR
+from converter.vital.preset import AUTHOR
 
 REPO = Path(__file__).resolve().parents[1]
 def tone(seconds: float = 0.25, hz: float = 220.0, rate: int = 22050) -> np.ndarray:
@@ -50,7 +50,7 @@ def leftovers(folder: Path) -> list[Path]:
 
 def run_batch(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "converter.batch", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "converter.app.batch", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_hear_ctrl_c)
 

@@ -11,7 +11,9 @@ import soundfile
 import vita
 
 from converter import convert as convert_module
-from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, to_model_rate
+from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, to_model_rate
+from converter.analysis.input_audio import InputAudio, read_audio
+from converter.analysis.note import Note, detect_note
 from converter.convert import (
     ConversionError,
     analyse,
@@ -20,14 +22,12 @@ from converter.convert import (
     predict,
     tune,
 )
-from converter.decode import decode_outputs
-from converter.distance import similarity
-from converter.input_audio import InputAudio, read_audio
-from converter.note import Note, detect_note
-from converter.parameters import parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, TAIL_SECONDS, render
-from converter.wavetables import default_bank
+from converter.matching.decode import decode_outputs
+from converter.matching.distance import similarity
+from converter.vital.parameters import parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, render
+from converter.vital.wavetables import default_bank
 
 SPACE = parameter_space()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter.parameters import Kind, parameter_space
+from converter.vital.parameters import Kind, parameter_space
 from training import dataset
 from training.dataset import (
     CLIP_SAMPLES,

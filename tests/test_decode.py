@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.decode import MODULATION_THRESHOLD, decode_outputs, output_slices, runner_up_vectors, top_choices
-from converter.parameters import Kind, ParameterSpace
-from converter.preset import preset_from_vector
-from converter.wavetables import default_bank
+from converter.matching.decode import (
+    MODULATION_THRESHOLD,
+    decode_outputs,
+    output_slices,
+    runner_up_vectors,
+    top_choices,
+)
+from converter.vital.parameters import Kind, ParameterSpace
+from converter.vital.preset import preset_from_vector
+from converter.vital.wavetables import default_bank
 
 
 def neutral_row(space: ParameterSpace) -> np.ndarray:

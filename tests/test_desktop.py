@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from converter import desktop
-from converter.desktop import AUTOSTART_NAME, LAUNCHER_NAME, MARKER, DesktopError, EntryPaths, LaunchCommand
+from converter.app import desktop
+from converter.app.desktop import AUTOSTART_NAME, LAUNCHER_NAME, MARKER, DesktopError, EntryPaths, LaunchCommand
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_COMMAND = LaunchCommand(("/opt/vinv/vinv",))
@@ -147,7 +147,7 @@ def test_entries_run_the_frozen_executable_or_this_environments_vinv(tmp_path, m
     python = tmp_path / "venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     monkeypatch.setattr(sys, "executable", str(python))
-    assert LaunchCommand.current() == LaunchCommand((str(python), "-m", "converter.app"), working_dir=REPO)
+    assert LaunchCommand.current() == LaunchCommand((str(python), "-m", "converter.app.cli"), working_dir=REPO)
     script = python.with_name("vinv")
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
@@ -168,7 +168,7 @@ def test_vinv_watch_install_and_uninstall_from_the_command_line(tmp_path):
            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
     def vinv(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "converter.app", *args], env=env, cwd=tmp_path,
+        return subprocess.run([sys.executable, "-m", "converter.app.cli", *args], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
 
     installed = vinv("watch", "--install")

@@ -1,11 +1,11 @@
-"""Tests for converter.distance: parity with auraloss and edge cases."""
+"""Tests for converter.matching.distance: parity with auraloss and edge cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from converter.distance import (
+from converter.matching.distance import (
     log_spectral_distance,
     mfcc_distance,
     mrstft_distance,

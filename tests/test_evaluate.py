@@ -10,9 +10,10 @@ import struct
 import numpy as np
 import pytest
 
-from converter.decode import decode_outputs
-from converter.model import PresetModel
+from converter.matching.decode import decode_outputs
+from converter.matching.model import PresetModel
 from training import evaluate as evaluation
+from training import instruments
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.evaluate import (
     OUT_OF_DOMAIN,
@@ -24,7 +25,6 @@ from training.evaluate import (
     render_candidate,
     rendered_distances,
 )
-from training import instruments
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, instrument_note, instrument_notes, midi_file
 from training.sampling import Performance
 

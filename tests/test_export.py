@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import converter
-from converter import app
-from converter.audio import MODEL_SAMPLE_RATE
-from converter.model import CLIP_SAMPLES, DEFAULT_MODEL
-from converter.parameters import parameter_space
-from converter.wavetables import BANK_VERSION
+from converter.analysis.audio import MODEL_SAMPLE_RATE
+from converter.app import cli as app
+from converter.matching.model import CLIP_SAMPLES, DEFAULT_MODEL
+from converter.vital.parameters import parameter_space
+from converter.vital.wavetables import BANK_VERSION
 from export.onnx import (
     FP32_TOLERANCE,
     INT8_MARGIN,
@@ -33,8 +33,8 @@ from export.onnx import (
     reference_clips,
     torch_answers,
 )
-from training.frontend import prepare_clip
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.frontend import prepare_clip
 from training.model import ParameterModel
 
 TINY_COMPACT = dict(encoder="compact", embedding_dim=32, head_hidden=32,
@@ -141,7 +141,7 @@ def test_metadata(compact: tuple[ParameterModel, Path]) -> None:
 
 def test_vinv_version_names_the_exported_models_step(compact: tuple[ParameterModel, Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("converter.model.DEFAULT_MODEL", compact[1])
+    monkeypatch.setattr("converter.matching.model.DEFAULT_MODEL", compact[1])
     model_line = app.version_text().splitlines()[1]
     assert model_line == f"model: model.onnx, recipe {recipe_id(RECIPE)} (step 12, encoder compact, precision fp32)"
 

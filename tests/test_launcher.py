@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_watch import alive, wait_for
 
-from converter.instance import WatcherLock, lock_path, running_watcher
-from converter.report.page import PAGE_NAME
+from converter.app.instance import WatcherLock, lock_path, running_watcher
+from converter.app.report.page import PAGE_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def desktop(tmp_path, monkeypatch) -> dict[str, str]:
     return env
 
 
-def vinv(env: dict[str, str], *args: str, module: str = "converter.app") -> subprocess.CompletedProcess:
+def vinv(env: dict[str, str], *args: str, module: str = "converter.app.cli") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=120)
 
@@ -72,7 +72,7 @@ def test_vinv_starts_the_watcher_once_and_opens_the_inbox_page(desktop):
         again = vinv(desktop)
         assert again.returncode == 0 and f"the watcher is running on {inbox} (process {pid})" in again.stdout
         assert running_watcher(inbox) == pid
-        second = vinv(desktop, str(inbox), module="converter.watch")  # what a second login entry would do
+        second = vinv(desktop, str(inbox), module="converter.app.watch")  # what a second login entry would do
         assert second.returncode == 0 and "not starting a second watcher" in second.stderr
         assert opened(desktop) == [(inbox / PAGE_NAME).as_uri()] * 2
         wait_for(lambda: "watching" in (Path(desktop["XDG_STATE_HOME"]) / "vinv/log/vinv-watch.log").read_text(),

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from converter.decode import decode_outputs, output_slices
-from converter.parameters import MODULATION_DESTINATIONS, MODULATION_SOURCES, OSCILLATORS, Kind, \
-    modulation_name, parameter_space
+from converter.matching.decode import decode_outputs, output_slices
+from converter.vital.parameters import (
+    MODULATION_DESTINATIONS,
+    MODULATION_SOURCES,
+    OSCILLATORS,
+    Kind,
+    modulation_name,
+    parameter_space,
+)
 from training.frontend import (
     CLIP_SAMPLES,
     LOG_FLOOR,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.audio import MODEL_SAMPLE_RATE, to_model_rate
-from converter.audio import find_onset
-from converter.note import DEFAULT_NOTE, MAX_LENGTH, MIN_LENGTH, Note, detect_note, note_length
-from converter.parameters import parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, render
-from converter.wavetables import default_bank
+from converter.analysis.audio import MODEL_SAMPLE_RATE, find_onset, to_model_rate
+from converter.analysis.note import DEFAULT_NOTE, MAX_LENGTH, MIN_LENGTH, Note, detect_note, note_length
+from converter.vital.parameters import parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, render
+from converter.vital.wavetables import default_bank
 
 SPACE = parameter_space()
 RATE = MODEL_SAMPLE_RATE

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from converter import __version__, app
-from converter.model import DEFAULT_MODEL
+from converter import __version__
+from converter.app import cli as app
+from converter.matching.model import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_LIBRARIES = ("torch", "torchaudio", "transformers", "nnAudio", "scipy", "librosa", "training", "export")
@@ -31,12 +32,12 @@ WATCH_SECONDS = 120
 
 
 def run_vinv(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "converter.app", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "converter.app.cli", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home)}, timeout=timeout)
 
 
 def test_version_names_vinv_and_says_when_no_model_is_shipped(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("converter.model.DEFAULT_MODEL", tmp_path / "none.onnx")
+    monkeypatch.setattr("converter.matching.model.DEFAULT_MODEL", tmp_path / "none.onnx")
     assert app.main(["--version"]) == app.EXIT_OK
     assert capsys.readouterr().out.splitlines() == [f"vinv {__version__}",
                                                    "model: none shipped (pass --model PATH to batch and watch)"]
@@ -44,10 +45,10 @@ def test_version_names_vinv_and_says_when_no_model_is_shipped(tmp_path, monkeypa
 
 def test_subcommands_reach_their_tools_with_the_rest_of_the_line(monkeypatch):
     calls = []
-    monkeypatch.setattr("converter.batch.main", lambda argv: calls.append(("batch", argv)) or 0)
-    monkeypatch.setattr("converter.watch.main", lambda argv: calls.append(("watch", argv)) or 0)
-    monkeypatch.setattr("converter.desktop.main", lambda argv: calls.append(("desktop", argv)) or 0)
-    monkeypatch.setattr("converter.launcher.main", lambda command, argv: calls.append((command, argv)) or 0)
+    monkeypatch.setattr("converter.app.batch.main", lambda argv: calls.append(("batch", argv)) or 0)
+    monkeypatch.setattr("converter.app.watch.main", lambda argv: calls.append(("watch", argv)) or 0)
+    monkeypatch.setattr("converter.app.desktop.main", lambda argv: calls.append(("desktop", argv)) or 0)
+    monkeypatch.setattr("converter.app.launcher.main", lambda command, argv: calls.append((command, argv)) or 0)
     assert app.main([]) == 0
     assert app.main(["open", "pack"]) == 0
     assert app.main(["batch", "pack", "--workers", "2"]) == 0
@@ -83,7 +84,7 @@ def model_args(request) -> list[str]:
 @pytest.mark.slow
 def test_version_names_the_shipped_models_recipe(model_args, monkeypatch, capsys):
     if model_args:
-        monkeypatch.setattr("converter.model.DEFAULT_MODEL", Path(model_args[1]))
+        monkeypatch.setattr("converter.matching.model.DEFAULT_MODEL", Path(model_args[1]))
     assert app.main(["--version"]) == app.EXIT_OK
     version, model = capsys.readouterr().out.splitlines()
     assert version == f"vinv {__version__}"

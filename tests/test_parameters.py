@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import vita
 
-from converter.lfo_shapes import LFO_SHAPES
-from converter.parameters import (
+from converter.vital.lfo_shapes import LFO_SHAPES
+from converter.vital.parameters import (
     MODULATION_DESTINATIONS,
     MODULATION_SOURCES,
     Held,
@@ -23,8 +23,8 @@ from converter.parameters import (
     ParameterSpace,
     modulation_name,
 )
-from converter.preset import preset_from_vector
-from converter.wavetables import default_bank
+from converter.vital.preset import preset_from_vector
+from converter.vital.wavetables import default_bank
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -253,7 +253,7 @@ def test_default_vector_is_valid_and_in_range(space: ParameterSpace) -> None:
 
 def test_version_is_stable_and_tracks_every_row(space: ParameterSpace) -> None:
     """Exported models carry the version: another process (another hash seed) must compute the same one."""
-    script = "from converter.parameters import parameter_space\nprint(parameter_space().version)"
+    script = "from converter.vital.parameters import parameter_space\nprint(parameter_space().version)"
     for seed in ("1", "2"):
         result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
                                 env=os.environ | {"PYTHONHASHSEED": seed})
@@ -269,5 +269,5 @@ def test_version_is_stable_and_tracks_every_row(space: ParameterSpace) -> None:
 
 def test_parameters_md_is_generated_from_the_table(space: ParameterSpace) -> None:
     document = (REPO / "PARAMETERS.md").read_text(encoding="utf-8")
-    assert document == space.to_markdown(), "regenerate: python -m converter.parameters > PARAMETERS.md"
+    assert document == space.to_markdown(), "regenerate: python -m converter.vital.parameters > PARAMETERS.md"
     assert space.version in document

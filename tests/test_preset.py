@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import vita
 
-from converter.lfo_shapes import LFO_SHAPES
-from converter.parameters import MAX_MODULATIONS, Kind, ParameterSpace, modulation_name
-from converter.preset import (
+from converter.vital.lfo_shapes import LFO_SHAPES
+from converter.vital.parameters import MAX_MODULATIONS, Kind, ParameterSpace, modulation_name
+from converter.vital.preset import (
     AUTHOR,
     MAX_PRESET_BYTES,
     PresetError,
@@ -22,8 +22,8 @@ from converter.preset import (
     vector_from_preset,
     write_preset,
 )
-from converter.render import render
-from converter.wavetables import default_bank, frames_from_vital
+from converter.vital.render import render
+from converter.vital.wavetables import default_bank, frames_from_vital
 
 PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
 PRESET_FILES = sorted(PRESETS.rglob("*.vital")) if PRESETS.is_dir() else []

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.note import Note
-from converter.parameters import parameter_space
-from converter.preset import preset_from_vector
-from converter.refine import refine, search_knobs
-from converter.render import SAMPLE_RATE, render
-from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.scoring import Comparison
-from converter.wavetables import default_bank
+from converter.analysis.note import Note
+from converter.matching.refine import refine, search_knobs
+from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.matching.scoring import Comparison
+from converter.vital.parameters import parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, render
+from converter.vital.wavetables import default_bank
 
 SPACE = parameter_space()
 PITCH, NOTE_LENGTH = 48, 0.3

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import vita
 
-from converter.parameters import MODULATION_SOURCES, parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
+from converter.vital.parameters import MODULATION_SOURCES, parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
 
 TIME_EFFECTS = ("chorus", "delay", "flanger", "reverb")
 

@@ -28,13 +28,13 @@ import soundfile
 from test_batch import write_tone
 from test_watch import wait_for
 
-from converter import batch
-from converter.jobs import ALT_PRESET_INFIX, MODES, VINV_AUTHOR, Status, WorkerSetup, convert_job, plan_job
-from converter.report.page import PAGE_NAME, STAMP_NAME, write_page
-from converter.report.pictures import HEIGHT, OTHER_CURVE, OWN_CURVE, WIDTH, palette, picture_pair
-from converter.report.png import indexed_png
-from converter.report.records import REPORT_FOLDER, Record, VariationRecord, record_place
-from converter.watch import WatchedFolder
+from converter.app import batch
+from converter.app.jobs import ALT_PRESET_INFIX, MODES, VINV_AUTHOR, Status, WorkerSetup, convert_job, plan_job
+from converter.app.report.page import PAGE_NAME, STAMP_NAME, write_page
+from converter.app.report.pictures import HEIGHT, OTHER_CURVE, OWN_CURVE, WIDTH, palette, picture_pair
+from converter.app.report.png import indexed_png
+from converter.app.report.records import REPORT_FOLDER, Record, VariationRecord, record_place
+from converter.app.watch import WatchedFolder
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium")
@@ -364,8 +364,8 @@ def test_mode_and_variations_reach_the_workers_from_both_command_lines_and_the_s
         with pytest.raises(SystemExit):
             batch.main([str(tmp_path), *bad])
 
-    from converter import watch
-    from converter.config import WatchSettings
+    from converter.app import watch
+    from converter.app.config import WatchSettings
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     settings_file = tmp_path / "config" / "vinv" / "config.json"
@@ -426,7 +426,7 @@ def test_the_watched_folders_page_updates_after_a_drop(tmp_path):
 
 def test_the_watch_daemon_and_the_page_writer_load_no_numpy():
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, converter.watch, converter.launcher, converter.report.page; "
+        [sys.executable, "-c", "import sys, converter.app.watch, converter.app.launcher, converter.app.report.page; "
                                "print(sorted(name for name in ('numpy', 'soundfile') if name in sys.modules))"],
         cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"

@@ -9,12 +9,12 @@ import pytest
 import soundfile
 import vita
 
+from converter.analysis.input_audio import InputAudio
+from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
 from converter.convert import analyse, convert, render_preview
-from converter.input_audio import InputAudio
-from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
-from converter.render import SAMPLE_RATE, render
-from converter.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
+from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
+from converter.vital.render import SAMPLE_RATE, render
 
 SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
 

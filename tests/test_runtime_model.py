@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import model as runtime
-from converter.decode import decode_outputs
-from converter.model import CLIP_SAMPLES, DEFAULT_MODEL, ModelError, PresetModel
-from converter.parameters import parameter_space
+from converter.matching import model as runtime
+from converter.matching.decode import decode_outputs
+from converter.matching.model import CLIP_SAMPLES, DEFAULT_MODEL, ModelError, PresetModel
+from converter.vital.parameters import parameter_space
 
 ROOT = Path(__file__).parents[1]
 TINY = dict(encoder="compact", embedding_dim=32, head_hidden=32,
@@ -135,7 +135,7 @@ def run_without_torch(script: str) -> subprocess.CompletedProcess[str]:
 def test_runtime_does_not_import_torch(plain: Path) -> None:
     script = (
         "import numpy as np\n"
-        "from converter.model import PresetModel\n"
+        "from converter.matching.model import PresetModel\n"
         f"model = PresetModel.load({str(plain)!r}, threads=1)\n"
         "assert model.predict(np.zeros((1, 120000), np.float32)).shape[0] == 1\n"
     )
@@ -144,7 +144,7 @@ def test_runtime_does_not_import_torch(plain: Path) -> None:
 
 
 def test_shipped_model_loads_without_torch() -> None:
-    script = "from converter.model import PresetModel\nprint(PresetModel.load().path)\n"
+    script = "from converter.matching.model import PresetModel\nprint(PresetModel.load().path)\n"
     result = run_without_torch(script)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == DEFAULT_MODEL

@@ -19,10 +19,10 @@ import pytest
 import soundfile
 from test_batch import REPO, leftovers, tone, write_tone
 
-from converter import watch
-from converter.config import WatchSettings
-from converter.jobs import ERROR_SUFFIX, Status
-from converter.watch import WatchedFolder
+from converter.app import watch
+from converter.app.config import WatchSettings
+from converter.app.jobs import ERROR_SUFFIX, Status
+from converter.app.watch import WatchedFolder
 
 
 def wav_bytes(seconds: float = 0.25, hz: float = 220.0) -> bytes:
@@ -168,7 +168,7 @@ def start_daemon(inbox: Path, model: Path, home: Path) -> subprocess.Popen:
            "XDG_STATE_HOME": str(home / "state")}
     home.mkdir(exist_ok=True)
     with open(home / "stderr.txt", "a") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "converter.watch", str(inbox), "--model", str(model),
+        return subprocess.Popen([sys.executable, "-m", "converter.app.watch", str(inbox), "--model", str(model),
                                  "--workers", "2"], cwd=REPO, env=env, stderr=stderr)
 
 

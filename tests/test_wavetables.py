@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import vita
 
-from converter.wavetables import (
+from converter.vital.wavetables import (
     FRAME_SIZE,
     Wavetable,
     WavetableBank,

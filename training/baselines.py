@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.parameters import ParameterSpace
+from converter.vital.parameters import ParameterSpace
 from training.sampling import Performance, lhs_design, patch_from_row
 
 ROUTE_STREAM = 0xBA5E  # keeps the route draws apart from the dataset's streams for the same seed

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from converter.parameters import parameter_space
+from converter.vital.parameters import parameter_space
 from training.model import ParameterModel
 
 WEIGHTS = "model.safetensors"

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.audio import CLIP_SAMPLES, CLIP_SECONDS, MODEL_SAMPLE_RATE, to_model_rate
+from converter.analysis.audio import CLIP_SAMPLES, CLIP_SECONDS, MODEL_SAMPLE_RATE, to_model_rate
 from converter.files import atomic_write_bytes
-from converter.parameters import parameter_space
-from converter.preset import PresetError, preset_from_vector, read_preset, vector_from_preset
-from converter.render import SAMPLE_RATE, RenderError, render
+from converter.vital.parameters import parameter_space
+from converter.vital.preset import PresetError, preset_from_vector, read_preset, vector_from_preset
+from converter.vital.render import SAMPLE_RATE, RenderError, render
 from training.sampling import (
     Performance,
     draw_performance,

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from converter.audio import MODEL_SAMPLE_RATE, fit_length, to_model_rate
-from converter.decode import decode_outputs
-from converter.distance import log_spectral_distance, mfcc_distance, prepare_target
+from converter.analysis.audio import MODEL_SAMPLE_RATE, fit_length, to_model_rate
 from converter.files import atomic_write_bytes
-from converter.parameters import Kind, ParameterSpace, parameter_space
-from converter.preset import preset_from_vector
-from converter.render import SAMPLE_RATE, RenderError, render
-from converter.scoring import SCORE_SAMPLE_RATE, score_seconds
+from converter.matching.decode import decode_outputs
+from converter.matching.distance import log_spectral_distance, mfcc_distance, prepare_target
+from converter.matching.scoring import SCORE_SAMPLE_RATE, score_seconds
+from converter.vital.parameters import Kind, ParameterSpace, parameter_space
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, RenderError, render
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.dataset import SOURCES, DatasetError, ExampleSet
@@ -85,7 +85,7 @@ class Target:
 
 
 def comparison_samples(performance: Performance) -> int:
-    """Samples compared, as the converter compares (``converter.scoring``: 24 kHz, note and tail)."""
+    """Samples compared, as the converter compares (``converter.matching.scoring``: 24 kHz, note and tail)."""
     return round(score_seconds(performance.note_length) * SCORE_SAMPLE_RATE)
 
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from converter.decode import MODULATION_THRESHOLD, output_slices
-from converter.parameters import Kind, parameter_space
+from converter.matching.decode import MODULATION_THRESHOLD, output_slices
+from converter.vital.parameters import Kind, parameter_space
 from training.losses import categorical_gather
 
 TIME_FEATURES = 32

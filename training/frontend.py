@@ -6,7 +6,7 @@ the feature cache runs this same module once per dataset. Everything here is bui
 (``CQT1992v2`` with librosa normalisation, zero padding), cut into one short convolution per octave:
 the same numbers at a fraction of the cost, because a high bin's kernel is mostly zeros.
 
-The clip policy (``prepare_clip``, 5 s from 10 ms before the onset) lives in ``converter.audio`` so
+The clip policy (``prepare_clip``, 5 s from 10 ms before the onset) lives in ``converter.analysis.audio`` so
 training, export and the converter cut clips identically.
 """
 
@@ -22,7 +22,7 @@ from nnAudio.utils import create_cqt_kernels
 from torch import nn
 from torch.nn import functional as F
 
-from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, prepare_clip
+from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, prepare_clip
 
 __all__ = ["CLIP_SAMPLES", "PRE_ROLL_SAMPLES", "SAMPLE_RATE", "Frontend", "FrontendConfig", "normalise_clip",
            "prepare_clip"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from converter.audio import to_model_rate
+from converter.analysis.audio import to_model_rate
 from training.frontend import prepare_clip
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from converter import parameters
-from converter.decode import MODULATION_THRESHOLD, output_slices
-from converter.parameters import (
+from converter.matching.decode import MODULATION_THRESHOLD, output_slices
+from converter.vital import parameters
+from converter.vital.parameters import (
     EFFECT_KNOBS,
     ENVELOPE_KNOBS,
     FILTERS,

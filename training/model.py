@@ -1,4 +1,4 @@
-"""The parameter model: 24 kHz audio -> model outputs in converter/decode.py's layout.
+"""The parameter model: 24 kHz audio -> model outputs in converter/matching/decode.py's layout.
 
 Every encoder splits in two: ``features(audio)``, a frozen part worth computing once per dataset
 (the log-mel + CQT frontend for ``compact``, MERT's per-layer pooled hidden states for ``mert``),
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from converter.decode import output_slices
-from converter.parameters import Kind, ParameterSpace, parameter_space
+from converter.matching.decode import output_slices
+from converter.vital.parameters import Kind, ParameterSpace, parameter_space
 from training.frontend import CLIP_SAMPLES, Frontend, FrontendConfig, normalise_clip, prepare_clip
 
 __all__ = ["CLIP_SAMPLES", "ParameterModel", "prepare_clip", "CompactEncoder", "MertEncoder", "load_mert_weights"]

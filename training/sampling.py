@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import qmc
 
-from converter.parameters import (
+from converter.matching.scoring import score_seconds
+from converter.vital.parameters import (
     ENVELOPES,
     FILTERS,
     INIT_WAVETABLE,
@@ -26,8 +27,7 @@ from converter.parameters import (
     ParameterSpace,
     modulation_name,
 )
-from converter.scoring import score_seconds
-from converter.wavetables import Wavetable, default_bank, frames_from_vital
+from converter.vital.wavetables import Wavetable, default_bank, frames_from_vital
 
 PITCH_RANGE = (36, 84)
 VELOCITY_RANGE = (0.6, 1.0)
@@ -53,7 +53,7 @@ class Performance:
 
     @property
     def duration(self) -> float:
-        """What is rendered and compared: the converter's comparison window (``converter.scoring``)."""
+        """What is rendered and compared: the converter's comparison window (``converter.matching.scoring``)."""
         return score_seconds(self.note_length)
 
 

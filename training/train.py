@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from converter.parameters import parameter_space
+from converter.vital.parameters import parameter_space
 from training.checkpoint import load_checkpoint, load_optimizer_state, read_card, save_checkpoint
 from training.dataset import ExampleSet
 from training.features import cached_features, compute_features

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.parameters import OSCILLATORS, Kind, ParameterSpace, parameter_space
+from converter.vital.parameters import OSCILLATORS, Kind, ParameterSpace, parameter_space
 
 RUNNER_UPS = 2  # wavetable and filter-model alternatives tried beside the model's answer when refining
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.lfo_shapes import LFOShape
-from converter.preset import add_route, init_preset
-from converter.resynthesis.analysis import Resynthesis, sweep_knots
-from converter.wavetables import Wavetable
+from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
+from converter.vital.lfo_shapes import LFOShape
+from converter.vital.preset import add_route, init_preset
+from converter.vital.wavetables import Wavetable
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones

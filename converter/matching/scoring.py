@@ -4,16 +4,16 @@ search, the preview's 0-100 score, the reports and vinv-evaluate.
 Mono at 24 kHz (the model's rate: a search renders a third cheaper there, and the similarity scale
 was calibrated there), from the note's onset for as long as the key is held plus the render tail
 (``TAIL_SECONDS``), capped at the model's 5 s clip; anything shorter is padded with silence, which
-a preview must then match too. The distance is ``converter.distance``'s MR-STFT.
+a preview must then match too. The distance is ``converter.matching.distance``'s MR-STFT.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from converter.audio import CLIP_SECONDS, MODEL_SAMPLE_RATE, fit_length, resample, to_mono
-from converter.distance import prepare_target
-from converter.render import TAIL_SECONDS
+from converter.analysis.audio import CLIP_SECONDS, MODEL_SAMPLE_RATE, fit_length, resample, to_mono
+from converter.matching.distance import prepare_target
+from converter.vital.render import TAIL_SECONDS
 
 SCORE_SAMPLE_RATE = MODEL_SAMPLE_RATE
 

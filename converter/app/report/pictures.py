@@ -5,7 +5,7 @@ input's onset (where the preview starts too) over the preview's length, a log fr
 40 Hz to 16 kHz, colour in dB below the louder sound's peak, and the loudness curves (RMS in dB
 below the louder sound's loudest moment). Each picture draws its own curve in white and the other
 sound's in blue, so a level mismatch shows on either. Made with numpy and a small PNG encoder
-(``converter.report.png``): no plotting library in the app.
+(``converter.app.report.png``): no plotting library in the app.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.audio import find_onset
-from converter.input_audio import read_audio
-from converter.report.png import indexed_png
-from converter.report.records import PICTURE_HEIGHT as HEIGHT
-from converter.report.records import PICTURE_WIDTH as WIDTH
+from converter.analysis.audio import find_onset
+from converter.analysis.input_audio import read_audio
+from converter.app.report.png import indexed_png
+from converter.app.report.records import PICTURE_HEIGHT as HEIGHT
+from converter.app.report.records import PICTURE_WIDTH as WIDTH
 
 LOWEST_HZ, HIGHEST_HZ = 40.0, 16000.0
 SPECTRUM_RANGE_DB = 80.0

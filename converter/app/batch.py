@@ -5,7 +5,7 @@ again), so a run stopped with Ctrl-C continues where it stopped when started aga
 processes (vita and onnxruntime want one engine per process), each loading the model once; every
 output appears whole or not at all, so stopping leaves nothing partial behind.
 
-Besides the CSV report, each run writes ``vinv-report.html`` (converter.report.page) in ``--out``,
+Besides the CSV report, each run writes ``vinv-report.html`` (converter.app.report.page) in ``--out``,
 or else in each DIR: the page shows every conversion under its folder, this run's and earlier ones.
 """
 
@@ -26,9 +26,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from converter.config import count, positive_int, seconds
-from converter.files import atomic_write_bytes
-from converter.jobs import (
+from converter.app.config import count, positive_int, seconds
+from converter.app.jobs import (
     MODES,
     ConversionPool,
     Job,
@@ -39,8 +38,9 @@ from converter.jobs import (
     WorkerSetupError,
     find_jobs,
 )
-from converter.report.page import write_page
-from converter.report.records import CONVERTED, Record
+from converter.app.report.page import write_page
+from converter.app.report.records import CONVERTED, Record
+from converter.files import atomic_write_bytes
 
 REPORT_NAME = "vinv-report.csv"
 REPORT_COLUMNS = ("file", "status", "note", "match", "method", "variations", "seconds", "preset", "summary", "error")

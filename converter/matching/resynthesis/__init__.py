@@ -2,7 +2,7 @@
 swept in time, its pitch track as modulation). ``analyse_for_resynthesis`` measures the sound;
 ``resynthesis_preset`` turns the measurement into a playable preset."""
 
-from converter.resynthesis.analysis import Resynthesis, analyse_for_resynthesis
-from converter.resynthesis.patch import resynthesis_preset
+from converter.matching.resynthesis.analysis import Resynthesis, analyse_for_resynthesis
+from converter.matching.resynthesis.patch import resynthesis_preset
 
 __all__ = ["Resynthesis", "analyse_for_resynthesis", "resynthesis_preset"]

@@ -23,7 +23,7 @@ INPUT_PICTURE_SUFFIX = ".input.png"
 PREVIEW_PICTURE_SUFFIX = ".preview.png"
 CONVERTED, FAILED = "converted", "failed"
 MAX_RECORD_BYTES = 1024 * 1024
-PICTURE_WIDTH, PICTURE_HEIGHT = 320, 120  # pixels of each picture, as converter.report.pictures draws them
+PICTURE_WIDTH, PICTURE_HEIGHT = 320, 120  # pixels of each picture, as converter.app.report.pictures draws them
 
 
 @dataclass(frozen=True)

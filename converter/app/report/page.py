@@ -1,6 +1,6 @@
 """``vinv-report.html``: one page per folder with every conversion under it, to judge by ear and by eye.
 
-The page is built from the records under its ``.vinv/`` folder (converter.report.records), so it
+The page is built from the records under its ``.vinv/`` folder (converter.app.report.records), so it
 shows earlier runs too and can be rebuilt at any time. Everything it needs is in the page or in
 ``.vinv/``: it opens from ``file://`` with no server and no network. Rows off screen are neither
 laid out nor drawn (``content-visibility``), pictures load as they scroll into view and players
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from converter.files import atomic_write_bytes
-from converter.jobs import ERROR_SUFFIX, is_inside
-from converter.report.records import (
+from converter.app.jobs import ERROR_SUFFIX, is_inside
+from converter.app.report.records import (
     CONVERTED,
     PICTURE_HEIGHT,
     PICTURE_WIDTH,
@@ -33,6 +32,7 @@ from converter.report.records import (
     RecordPlace,
     read_records,
 )
+from converter.files import atomic_write_bytes
 
 PAGE_NAME = "vinv-report.html"
 STAMP_NAME = "stamp.js"

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from converter.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE
-from converter.parameters import parameter_space
-from converter.wavetables import BANK_VERSION
+from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE
+from converter.vital.parameters import parameter_space
+from converter.vital.wavetables import BANK_VERSION
 
 FORMAT_VERSION = "1"  # bump when the metadata keys or the graph's inputs/outputs change meaning
-DEFAULT_MODEL = Path(__file__).parent / "models" / "vinv-default.onnx"
+DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "vinv-default.onnx"
 AUDIO_INPUT, NOISE_INPUT = "audio", "noise"
 OUTPUTS, CANDIDATES = "outputs", "candidates"
 
@@ -100,7 +100,7 @@ class PresetModel:
         return NOISE_INPUT in self._inputs
 
     def predict(self, clips: np.ndarray) -> np.ndarray:
-        """(batch, CLIP_SAMPLES) 24 kHz clips -> (batch, output_size) outputs in converter.decode's layout."""
+        """(batch, CLIP_SAMPLES) 24 kHz clips -> (batch, output_size) outputs in converter.matching.decode's layout."""
         clips = self._checked(clips)
         feeds = {AUDIO_INPUT: clips}
         if self.has_candidates:  # the graph needs every input; one flow sample is cheap beside the encoder

@@ -16,7 +16,7 @@ from typing import IO
 
 import platformdirs
 
-from converter.config import APP_NAME
+from converter.app.config import APP_NAME
 
 if os.name == "nt":
     import msvcrt

@@ -2,7 +2,7 @@
 
 Installing writes two freedesktop.org desktop entries: a launcher in the applications menu
 (``$XDG_DATA_HOME/applications/vinv.desktop``) that runs ``vinv`` (start the watcher unless it runs,
-then open the watched folder's page in the browser; converter.launcher), and an autostart entry
+then open the watched folder's page in the browser; converter.app.launcher), and an autostart entry
 (``$XDG_CONFIG_HOME/autostart/vinv-watch.desktop``) that starts the watcher, without a window, at
 every login. Both run the vinv that installed them (the packaged executable, or this
 Python environment's ``vinv``), so moving the app means installing again. Every file we write
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter.config import ConfigError, WatchSettings
+from converter.app.config import ConfigError, WatchSettings
 from converter.files import atomic_write_bytes
 
 LAUNCHER_NAME = "vinv.desktop"
@@ -76,8 +76,8 @@ class LaunchCommand:
         script = Path(os.path.abspath(sys.executable)).with_name("vinv")
         if script.is_file() and os.access(script, os.X_OK):
             return cls((str(script),))
-        package_root = Path(__file__).resolve().parents[1]  # a checkout that is not installed runs from its root
-        return cls((os.path.abspath(sys.executable), "-m", "converter.app"), working_dir=package_root)
+        package_root = Path(__file__).resolve().parents[2]  # a checkout that is not installed runs from its root
+        return cls((os.path.abspath(sys.executable), "-m", "converter.app.cli"), working_dir=package_root)
 
 
 def exec_argument(argument: str) -> str:

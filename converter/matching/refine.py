@@ -5,7 +5,7 @@ categorical choices (tables, filter models, which effects are on) stay as the ca
 the search moves the continuous knobs that change how this preset sounds (``search_knobs``: levels,
 envelopes, filters, effect mixes, modulation depths), each within its range from the parameter table,
 scaled to 0-1 for CMA-ES (pycma). Every candidate is played in one warm ``RenderSession`` at 24 kHz
-for exactly the compared window (``converter.scoring``), which makes a render 5-20x cheaper than a
+for exactly the compared window (``converter.matching.scoring``), which makes a render 5-20x cheaper than a
 fresh engine with its wavetables loaded. The search is deterministic for a seed and a number of
 renders; it stops when the time budget would run out, and keeps the start unless something beats it.
 """
@@ -24,9 +24,9 @@ with warnings.catch_warnings():  # pycma says it cannot plot without matplotlib:
     warnings.simplefilter("ignore")
     import cma
 
-from converter.parameters import FILTERS, OSCILLATORS, ParameterSpace, parameter_space
-from converter.render import RenderError, RenderSession
-from converter.scoring import SCORE_SAMPLE_RATE, Comparison, score_seconds
+from converter.matching.scoring import SCORE_SAMPLE_RATE, Comparison, score_seconds
+from converter.vital.parameters import FILTERS, OSCILLATORS, ParameterSpace, parameter_space
+from converter.vital.render import RenderError, RenderSession
 
 VELOCITY = 0.8  # every note vinv plays, in previews and in the search
 INITIAL_STEP = 0.15  # CMA-ES's starting step, in 0-1 knob units
@@ -53,7 +53,7 @@ class Knob:
 @dataclass(frozen=True)
 class Refinement:
     """The best preset found, its distance, the start's distance and the renders it took (all in
-    the search's session, see ``converter.render.RenderSession``)."""
+    the search's session, see ``converter.vital.render.RenderSession``)."""
 
     preset: dict
     distance: float

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from converter.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, hz_to_midi, midi_to_hz, yin
+from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, hz_to_midi, midi_to_hz, yin
 
 KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 FRAME_SIZE = 2048

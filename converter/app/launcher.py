@@ -1,7 +1,7 @@
 """What a person starts from the menu: ``vinv`` makes sure the watcher runs and shows the inbox's page.
 
 ``vinv`` (no arguments) or ``vinv show [DIR]``: start ``vinv watch`` in the background unless a
-watcher already holds the folder's lock (converter.instance), then open the folder's page in the
+watcher already holds the folder's lock (converter.app.instance), then open the folder's page in the
 default browser. ``vinv open [DIR]`` only opens a folder's page, e.g. after ``vinv batch DIR``.
 """
 
@@ -16,10 +16,10 @@ import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
-from converter.config import ConfigError, WatchSettings
-from converter.desktop import LaunchCommand
-from converter.instance import running_watcher
-from converter.report.page import page_path, write_page
+from converter.app.config import ConfigError, WatchSettings
+from converter.app.desktop import LaunchCommand
+from converter.app.instance import running_watcher
+from converter.app.report.page import page_path, write_page
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 START_WAIT_SECONDS = 15.0  # how long to wait for a started watcher to take its lock, or to fail

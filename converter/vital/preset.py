@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from converter.files import atomic_write_bytes
-from converter.lfo_shapes import LFO_SHAPES, nearest_lfo_shape
-from converter.parameters import (
+from converter.vital.lfo_shapes import LFO_SHAPES, nearest_lfo_shape
+from converter.vital.parameters import (
     INIT_WAVETABLE,
     MAX_MODULATIONS,
     Kind,
     ParameterSpace,
     parameter_space,
 )
-from converter.wavetables import default_bank, frames_from_vital
+from converter.vital.wavetables import default_bank, frames_from_vital
 
 AUTHOR = "vinv"
 MAX_PRESET_BYTES = 64 * 1024 * 1024  # real presets with embedded samples stay well under this

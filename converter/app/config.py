@@ -17,7 +17,7 @@ from pathlib import Path
 
 import platformdirs
 
-from converter.jobs import MODES
+from converter.app.jobs import MODES
 
 APP_NAME = "vinv"
 

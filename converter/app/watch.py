@@ -3,15 +3,15 @@
 A watchdog observer (inotify, FSEvents or ReadDirectoryChangesW: no polling) reports changes; a
 file is converted once it has stopped changing for ``settle_seconds`` and opens for reading, so a
 slow copy is never read half-written. On start the folder is scanned for what arrived while the
-daemon was off. Conversions run in worker processes (see converter.jobs.ConversionPool), which are
+daemon was off. Conversions run in worker processes (see converter.app.jobs.ConversionPool), which are
 started when work arrives and let go after ``worker_idle_seconds`` without any, so an idle daemon
 holds little memory and uses no CPU. A file that fails gets ``<stem>.vinv-error.txt`` beside it and
 is tried again only once it changes; the daemon keeps running. SIGTERM or SIGINT stops it within
 seconds; outputs appear whole or not at all, so stopping (or kill -9) leaves nothing partial.
 
-The folder's page, ``vinv-report.html`` (converter.report.page), is written on start and again,
+The folder's page, ``vinv-report.html`` (converter.app.report.page), is written on start and again,
 at most once a second, as files convert; it reloads itself in an open browser. One watcher per
-folder: ``vinv-watch`` holds a lock (converter.instance) and a second one on the same folder exits.
+folder: ``vinv-watch`` holds a lock (converter.app.instance) and a second one on the same folder exits.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from converter.config import ConfigError, WatchSettings, count, positive_int, seconds
-from converter.instance import WatcherLock, running_watcher
-from converter.jobs import (
+from converter.app.config import ConfigError, WatchSettings, count, positive_int, seconds
+from converter.app.instance import WatcherLock, running_watcher
+from converter.app.jobs import (
     MODES,
     ConversionPool,
     Job,
@@ -58,7 +58,7 @@ from converter.jobs import (
     same_stem_siblings,
     size_and_mtime,
 )
-from converter.report.page import write_page
+from converter.app.report.page import write_page
 
 log = logging.getLogger("vinv")
 

@@ -16,7 +16,7 @@ vinv-batch and vinv-watch share these rules (the README lists them for users):
 - ``--variations K`` writes the next best presets as ``kick.alt-1.vital`` ... beside ``kick.vital``
   (never over a file vinv did not write); alternatives left from an earlier run with more are removed;
 - every conversion, and every failure, also leaves a record and pictures for the report page under
-  the page's hidden ``.vinv/`` folder (see converter.report.records).
+  the page's hidden ``.vinv/`` folder (see converter.app.report.records).
 
 Each conversion writes into a private hidden staging folder beside its outputs, named after the
 worker's process id, and renames the finished files into place (the record last), so a killed
@@ -52,7 +52,7 @@ from multiprocessing.connection import wait as wait_for_connections
 from pathlib import Path
 from typing import Any
 
-from converter.report.records import CONVERTED, FAILED, Record, RecordPlace, VariationRecord, record_place
+from converter.app.report.records import CONVERTED, FAILED, Record, RecordPlace, VariationRecord, record_place
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg"})
 PRESET_SUFFIX = ".vital"
@@ -62,7 +62,7 @@ PREVIEW_SUFFIX = ".preview.wav"
 ERROR_SUFFIX = ".vinv-error.txt"
 TEMP_SUFFIX = ".vinv-tmp"
 OWN_PRESET_SUFFIX = ".vinv"  # kick.vinv.vital, when the user's own kick.vital is in the way
-VINV_AUTHOR = "vinv"  # converter.preset.AUTHOR: kept here so this module needs no numpy
+VINV_AUTHOR = "vinv"  # converter.vital.preset.AUTHOR: kept here so this module needs no numpy
 MAX_PRESET_BYTES = 64 * 1024 * 1024
 # Each worker is one conversion at a time: BLAS thread pools sized for the whole machine only fight
 # each other (on two busy cores, OpenBLAS's default threads made one scoring step 1.3 s instead of 0.04 s).
@@ -413,7 +413,7 @@ def init_worker(setup: WorkerSetup, stop: Connection) -> None:
             _Worker.conversion, _Worker.model = setup.conversion, None
         else:
             from converter.convert import convert
-            from converter.model import PresetModel
+            from converter.matching.model import PresetModel
 
             _Worker.conversion = convert
             _Worker.model = PresetModel.load(setup.model, threads=setup.threads)
@@ -535,7 +535,7 @@ STAGED_INPUT_PICTURE, STAGED_PREVIEW_PICTURE, STAGED_RECORD = "input.png", "prev
 
 def _make_pictures(job: Job, preview: Path, staging: Path) -> bool:
     """Draw the input and preview into the staging folder; False when they cannot be read (the page then has none)."""
-    from converter.report.pictures import make_pictures  # numpy: only in workers, never in the idle daemon
+    from converter.app.report.pictures import make_pictures  # numpy: only in workers, never in the idle daemon
 
     try:
         make_pictures(job.source, preview, staging / STAGED_INPUT_PICTURE, staging / STAGED_PREVIEW_PICTURE)
@@ -627,7 +627,7 @@ def _note_name(result: Any) -> str:
     """The detected note as Vital names it (MIDI 60 is C3), with cents; empty for unpitched sounds."""
     if not result.pitched:
         return ""
-    from converter.note import note_name  # here, not at the top: the idle daemon never loads numpy
+    from converter.analysis.note import note_name  # here, not at the top: the idle daemon never loads numpy
 
     cents = round(result.cents)
     return note_name(int(result.note)) + (f" {cents:+d}c" if cents else "")

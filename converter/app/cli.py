@@ -2,9 +2,9 @@
 
 A packaged app has a single executable, so ``vinv batch`` and ``vinv watch`` stand for vinv-batch
 and vinv-watch (same options), and ``vinv watch --install``/``--uninstall`` set up the Linux
-launcher and login entry (converter.desktop). ``vinv`` alone, what the menu entry runs, makes sure
+launcher and login entry (converter.app.desktop). ``vinv`` alone, what the menu entry runs, makes sure
 the watcher runs and opens the inbox's page; ``vinv open [DIR]`` opens a folder's page
-(converter.launcher). Subcommands are imported only once chosen: the packaged app's worker
+(converter.app.launcher). Subcommands are imported only once chosen: the packaged app's worker
 processes start through this module too.
 """
 
@@ -32,7 +32,7 @@ usage: vinv                                   start the watcher unless it runs, 
 
 def version_text() -> str:
     """vinv's version and the shipped model's identity: what a bug report needs to name a build."""
-    from converter.model import DEFAULT_MODEL, ModelError, PresetModel
+    from converter.matching.model import DEFAULT_MODEL, ModelError, PresetModel
 
     if not DEFAULT_MODEL.is_file():
         return f"vinv {__version__}\nmodel: none shipped (pass --model PATH to batch and watch)"
@@ -55,19 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return EXIT_OK
     if command in ("show", "open"):
-        from converter import launcher
+        from converter.app import launcher
 
         return launcher.main(command, rest)
     if command == "batch":
-        from converter import batch
+        from converter.app import batch
 
         return batch.main(rest)
     if command == "watch" and DESKTOP_OPTIONS & set(rest):
-        from converter import desktop
+        from converter.app import desktop
 
         return desktop.main(rest)
     if command == "watch":
-        from converter import watch
+        from converter.app import watch
 
         return watch.main(rest)
     print(f"{USAGE}\nvinv: unknown command {command!r}", file=sys.stderr)

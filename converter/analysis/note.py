@@ -151,7 +151,7 @@ def estimate_pitch(audio: np.ndarray, sample_rate: int) -> tuple[float | None, f
 
 
 def detect_note(audio: np.ndarray, sample_rate: int) -> Note:
-    """The note of a mono sound that starts at its onset (see ``converter.audio.find_onset``)."""
+    """The note of a mono sound that starts at its onset (see ``converter.analysis.audio.find_onset``)."""
     midi, confidence = estimate_pitch(audio, sample_rate)
     length = note_length(audio, sample_rate)
     if midi is None:

@@ -1,0 +1,2 @@
+"""The app around the converter: jobs, batch, the watched folder, the report page, the desktop
+launcher and its settings."""
