@@ -52,7 +52,7 @@ from converter.matching.model import PresetModel
 from converter.matching.refine import VELOCITY, refine
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.matching.scoring import Comparison
-from converter.vital.parameters import OSCILLATORS, ParameterSpace, parameter_space
+from converter.vital.parameters import OSCILLATORS, ParameterSpace, control, parameter_space
 from converter.vital.preset import add_route, preset_from_vector, write_preset
 from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 
@@ -61,7 +61,7 @@ CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when re
 SEED = 0
 PREVIEW_SUBTYPE = "PCM_16"
 PEAK_LIMIT = 0.99  # loudness matching never pushes the preview into clipping
-VOLUME_RANGE_DB = (-60.0, 6.0)  # Vital's volume knob, kept where it is still audible and below its top
+QUIETEST_VOLUME_DB = -60.0  # loudness matching keeps Vital's volume where it is still audible
 PRESET_SUFFIX, PREVIEW_SUFFIX = ".vital", ".preview.wav"
 MODES = ("best", "resynth", "patch")
 RENDER_THREADS = 2
@@ -304,36 +304,26 @@ def score(analysis: Analysis, preview: np.ndarray) -> float:
     return analysis.comparison.distance(preview, SAMPLE_RATE)
 
 
-@lru_cache(maxsize=1)
-def _volume_offset_db() -> float:
-    """Vital shows ``volume`` as sqrt(raw) + post_offset dB; read that offset from vita itself."""
-    import vita
-
-    details = vita.Synth().get_control_details("volume")
-    if details.scale.name != "SquareRoot" or details.display_units != "dB":
-        raise RuntimeError(f"vita's volume control changed scale ({details.scale}); loudness matching needs updating")
-    return float(details.post_offset)
-
-
 def match_loudness(preset: dict, preview: np.ndarray, target: np.ndarray) -> tuple[dict, np.ndarray]:
     """Set the preset's volume so its preview is as loud (RMS) as the input; returns both, adjusted.
 
     Vital's volume is a plain gain after everything else, so the preview is scaled rather than
-    rendered again. The gain stays within ``VOLUME_RANGE_DB`` and never lifts the peak over
-    ``PEAK_LIMIT``: a very quiet input gets a quiet preset, not a clipped one.
+    rendered again. The gain stays between ``QUIETEST_VOLUME_DB`` and the knob's top (its dB curve is
+    the parameter table's) and never lifts the peak over ``PEAK_LIMIT``: a very quiet input gets a
+    quiet preset, not a clipped one.
     """
-    offset = _volume_offset_db()
+    volume = control("volume")
     span = min(preview.shape[1], target.size)
     preview_rms = float(np.sqrt(np.mean(np.square(preview[:, :span], dtype=np.float64))))
     target_rms = float(np.sqrt(np.mean(np.square(target[:span], dtype=np.float64))))
     if preview_rms == 0.0 or target_rms == 0.0:
         return preset, preview
-    current_db = float(np.sqrt(preset["settings"]["volume"])) + offset
+    current_db = volume.unit_from_raw(preset["settings"]["volume"])
     wanted_db = current_db + 20.0 * np.log10(target_rms / preview_rms)
     peak = float(np.max(np.abs(preview)))
     ceiling_db = current_db + 20.0 * np.log10(PEAK_LIMIT / peak)
-    volume_db = float(np.clip(min(wanted_db, ceiling_db), *VOLUME_RANGE_DB))
-    preset = {**preset, "settings": {**preset["settings"], "volume": (volume_db - offset) ** 2}}
+    volume_db = float(np.clip(min(wanted_db, ceiling_db), QUIETEST_VOLUME_DB, volume.unit_range[1]))
+    preset = {**preset, "settings": {**preset["settings"], "volume": volume.raw_from_unit(volume_db)}}
     return preset, (preview * np.float32(10.0 ** ((volume_db - current_db) / 20.0))).astype(np.float32)
 
 

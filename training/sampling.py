@@ -24,6 +24,7 @@ from converter.vital.parameters import (
     INIT_WAVETABLE,
     OSCILLATORS,
     Kind,
+    Parameter,
     ParameterSpace,
     modulation_name,
 )
@@ -32,6 +33,9 @@ from converter.vital.wavetables import Wavetable, default_bank, frames_from_vita
 PITCH_RANGE = (36, 84)
 VELOCITY_RANGE = (0.6, 1.0)
 NOTE_LENGTH_RANGE = (0.2, 3.0)
+PLAYED_PITCHES = (PITCH_RANGE[0] - 12, PITCH_RANGE[1] + 24)  # transposed notes stay within these
+TRANSPOSE_SPAN = (-24, 24)  # the rare wide transpositions (semitones)
+FINE_TUNE = 0.1  # semitones either way that most oscillators are detuned by
 
 OPTIMISED_GROUP_WEIGHT = 1.5  # columns this important get a space-filling (optimised) design
 ROUTE_COUNT_PROBABILITIES = (0.2, 0.25, 0.25, 0.15, 0.15)  # 0-4 modulation routes per patch
@@ -124,11 +128,6 @@ def _option(u: float, count: int, none_share: float = 0.0) -> int:
     return 1 + min(int((u - none_share) / (1.0 - none_share) * (count - 1)), count - 2)
 
 
-def _time_knob(space: ParameterSpace, name: str, seconds: float) -> float:
-    """Knob position of an envelope time (Vital stores them as fourth roots of seconds)."""
-    return float(np.clip(max(seconds, 0.0) ** 0.25 / space[name].high, 0.0, 1.0))
-
-
 def _oscillators(patch: _Patch, pitch: int) -> None:
     on = []
     for n in OSCILLATORS:
@@ -138,12 +137,16 @@ def _oscillators(patch: _Patch, pitch: int) -> None:
         patch.set_knob(o + "on", 1.0 if u_on < 0.5 else 0.0)
         patch.set_knob(o + "level", patch.u(o + "level"))
         u = patch.u(o + "transpose")
-        transpose = 0 if u < 0.6 else 12 if u < 0.75 else -12 if u < 0.9 else round(-24 + 48 * (u - 0.9) / 0.1)
-        if not PITCH_RANGE[0] - 12 <= pitch + transpose <= PITCH_RANGE[1] + 24:
+        low, high = TRANSPOSE_SPAN
+        wide = round(low + (high - low) * (u - 0.9) / 0.1)
+        transpose = 0 if u < 0.6 else 12 if u < 0.75 else -12 if u < 0.9 else wide
+        if not PLAYED_PITCHES[0] <= pitch + transpose <= PLAYED_PITCHES[1]:
             transpose = 0
         patch.set_raw(o + "transpose", transpose)
+        tune = patch.space[o + "tune"]  # semitones
         u = patch.u(o + "tune")
-        patch.set_knob(o + "tune", 0.45 + 0.1 * u / 0.7 if u < 0.7 else (u - 0.7) / 0.3)
+        patch.set_raw(o + "tune", FINE_TUNE * (2.0 * u / 0.7 - 1.0) if u < 0.7
+                      else tune.low + (tune.high - tune.low) * (u - 0.7) / 0.3)
         patch.set_option(o + "wavetable", _option(patch.u(o + "wavetable"), patch.space[o + "wavetable"].size))
         patch.set_knob(o + "wave_frame", patch.u(o + "wave_frame"))
         u = patch.u(o + "unison_voices")
@@ -176,19 +179,25 @@ def _filters(patch: _Patch, pitch: int) -> None:
         patch.set_option(f + "model", _option(patch.u(f + "model"), patch.space[f + "model"].size))
         patch.set_option(f + "style", _option(patch.u(f + "style"), patch.space[f + "style"].size))
         patch.set_knob(f + "blend", patch.u(f + "blend"))
-        blend = patch.raw(f + "blend")  # 0 low-pass, 1 band-pass, 2 high-pass
-        if blend < 0.7:
-            low, high = pitch - 6.0, 136.0
-        elif blend > 1.3:
-            low, high = 8.0, pitch + 36.0
-        else:
-            low, high = pitch - 12.0, pitch + 48.0
         cutoff = f + "cutoff"
+        low, high = _cutoff_bounds(patch.space[cutoff], patch.raw(f + "blend"), pitch)
         patch.set_raw(cutoff, low + (high - low) * patch.u(cutoff))
         patch.set_knob(f + "resonance", _piecewise(patch.u(f + "resonance"), 0.95, 0.0, 0.85))
         patch.set_knob(f + "drive", _piecewise(patch.u(f + "drive"), 0.9, 0.0, 0.5))
         patch.set_knob(f + "keytrack", 0.5 + 0.5 * patch.u(f + "keytrack"))
         patch.set_knob(f + "filter_input", 1.0 if patch.u(f + "filter_input") < 0.25 else 0.0)
+
+
+def _cutoff_bounds(cutoff: Parameter, blend: float, pitch: int) -> tuple[float, float]:
+    """Cutoffs (semitones) that keep the note audible: a low-pass stays above it, a high-pass below it.
+
+    ``blend`` is Vital's filter blend: 0 low-pass, 1 band-pass, 2 high-pass.
+    """
+    if blend < 0.7:
+        return pitch - 6.0, cutoff.high
+    if blend > 1.3:
+        return cutoff.low, pitch + 36.0
+    return pitch - 12.0, pitch + 48.0
 
 
 def _envelopes(patch: _Patch, note_length: float) -> None:
@@ -200,13 +209,13 @@ def _envelopes(patch: _Patch, note_length: float) -> None:
             patch.set_knob(e + stage, patch.u(e + stage))
     u = patch.u("env_1_delay")
     delay = 0.0 if u < 0.85 else 0.1 * note_length * (u - 0.85) / 0.15
-    patch.set_knob("env_1_delay", _time_knob(space, "env_1_delay", delay))
-    attack_limit = _time_knob(space, "env_1_attack", 0.7 * note_length - delay)
+    patch.set_knob("env_1_delay", space["env_1_delay"].from_unit(delay))
+    attack_limit = space["env_1_attack"].from_unit(0.7 * note_length - delay)
     patch.set_knob("env_1_attack", attack_limit * patch.u("env_1_attack"))
     u = patch.u("env_1_hold")
-    patch.set_knob("env_1_hold", 0.0 if u < 0.8 else _time_knob(space, "env_1_hold", 0.5 * (u - 0.8) / 0.2))
+    patch.set_knob("env_1_hold", 0.0 if u < 0.8 else space["env_1_hold"].from_unit(0.5 * (u - 0.8) / 0.2))
     if patch.raw("env_1_sustain") < 0.2:
-        shortest = _time_knob(space, "env_1_decay", 0.08)
+        shortest = space["env_1_decay"].from_unit(0.08)
         patch.set_knob("env_1_decay", shortest + (1.0 - shortest) * patch.u("env_1_decay"))
 
 

@@ -14,6 +14,11 @@ A parameter vector holds one float per predicted parameter, in *normalised* unit
 - categorical: the index of the chosen option (stored as a float);
 - switch: 0 or 1;
 - modulation: the route's amount in [-1, 1], 0 meaning no route.
+
+Each parameter also carries its ``Curve``: how Vital turns the raw value into the unit it shows
+(seconds = raw⁴ for envelope times, 2^raw for rates and reverb/LFO times, semitones for cutoffs and
+transpose, dB = sqrt(raw) + offset for the master volume). It is read from vita's control details
+like the ranges, and ``Parameter.to_unit``/``from_unit`` are the one place that applies it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,26 @@ import numpy as np
 
 from converter.vital.lfo_shapes import LFO_SHAPES
 from converter.vital.wavetables import BANK_VERSION, default_bank
+
+
+class Curve(str, Enum):
+    """How a raw control value maps to the unit Vital shows (vita's ``ValueScale``)."""
+
+    LINEAR = "linear"  # unit = raw (semitones, dB, plain fractions)
+    QUADRATIC = "quadratic"  # unit = raw²
+    QUARTIC = "quartic"  # seconds = raw⁴ (envelope times)
+    EXPONENTIAL = "exponential"  # unit = 2^raw (LFO/effect rates in Hz, reverb decay and LFO smoothing in seconds)
+    SQUARE_ROOT = "square_root"  # dB = sqrt(raw) + offset (the master volume)
+
+
+VITA_SCALES = {
+    "Linear": Curve.LINEAR,
+    "Indexed": Curve.LINEAR,
+    "Quadratic": Curve.QUADRATIC,
+    "Quartic": Curve.QUARTIC,
+    "Exponential": Curve.EXPONENTIAL,
+    "SquareRoot": Curve.SQUARE_ROOT,
+}
 
 
 class Kind(str, Enum):
@@ -52,6 +77,8 @@ class Parameter:
     options: tuple[str, ...] = ()
     choices: tuple[float, ...] = ()
     default: float = 0.0
+    curve: Curve = Curve.LINEAR
+    offset: float = 0.0  # added after the curve (Vital's post offset; only the volume's dB uses one)
 
     def normalise(self, raw: float) -> float:
         """Raw Vital value -> vector value (nearest option for categoricals)."""
@@ -73,6 +100,46 @@ class Parameter:
             return self.choices[int(np.clip(round(value), 0, len(self.choices) - 1))]
         raw = self.low + float(np.clip(value, 0.0, 1.0)) * (self.high - self.low)
         return float(round(raw)) if self.kind is Kind.INTEGER else raw
+
+    def unit_from_raw(self, raw: float) -> float:
+        """Raw Vital value -> the unit Vital shows (seconds, Hz, semitones, dB...)."""
+        if self.curve is Curve.QUADRATIC:
+            return raw * raw + self.offset
+        if self.curve is Curve.QUARTIC:
+            return raw**4 + self.offset
+        if self.curve is Curve.EXPONENTIAL:
+            return 2.0**raw + self.offset
+        if self.curve is Curve.SQUARE_ROOT:
+            return float(np.sqrt(max(raw, 0.0))) + self.offset
+        return raw + self.offset
+
+    def raw_from_unit(self, unit: float) -> float:
+        """Inverse of ``unit_from_raw``, clipped to the control's range."""
+        shifted = unit - self.offset
+        if self.curve is Curve.QUADRATIC:
+            raw = float(np.sqrt(max(shifted, 0.0)))
+        elif self.curve is Curve.QUARTIC:
+            raw = float(max(shifted, 0.0) ** 0.25)
+        elif self.curve is Curve.EXPONENTIAL:
+            raw = float(np.log2(shifted)) if shifted > 0.0 else self.low
+        elif self.curve is Curve.SQUARE_ROOT:
+            raw = max(shifted, 0.0) ** 2
+        else:
+            raw = shifted
+        return float(np.clip(raw, self.low, self.high))
+
+    def to_unit(self, value: float) -> float:
+        """Vector value -> unit (e.g. an envelope knob -> seconds)."""
+        return self.unit_from_raw(self.denormalise(value))
+
+    def from_unit(self, unit: float) -> float:
+        """Unit -> vector value (e.g. seconds -> envelope knob), clipped to the range."""
+        return self.normalise(self.raw_from_unit(unit))
+
+    @property
+    def unit_range(self) -> tuple[float, float]:
+        """The unit at the bottom and the top of the control."""
+        return self.unit_from_raw(self.low), self.unit_from_raw(self.high)
 
     @property
     def size(self) -> int:
@@ -297,15 +364,18 @@ class ParameterSpace:
             "",
             "## Predicted",
             "",
-            "| # | name | kind | group | weight | min | max | options |",
-            "|---|---|---|---|---|---|---|---|",
+            "Curve: how Vital shows the raw value (linear: as is; quadratic: raw²; quartic: raw⁴ seconds; "
+            "exponential: 2^raw; square_root: sqrt(raw) + offset dB).",
+            "",
+            "| # | name | kind | group | weight | min | max | curve | options |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for k, p in enumerate(self.parameters):
             if p.kind is Kind.MODULATION:
                 continue
             options = ", ".join(p.options) if len(p.options) <= 16 else f"{len(p.options)} options"
             lines.append(f"| {k} | `{p.name}` | {p.kind.value} | {p.group} | {p.weight} | {p.low:g} | {p.high:g} "
-                         f"| {options} |")
+                         f"| {p.curve.value} | {options} |")
         lines += [
             "",
             "## Modulation grid",
@@ -330,6 +400,7 @@ class ParameterSpace:
         return "\n".join(lines) + "\n"
 
 
+@lru_cache(maxsize=1)
 def _control_details() -> dict[str, object]:
     import vita
 
@@ -371,7 +442,20 @@ def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) ->
         labels = _unique_labels(tuple(d.options))
         return Parameter(name, kind, group, weight, low=d.min, high=d.max, options=labels,
                          choices=tuple(float(d.min + k) for k in range(len(labels))), default=d.default_value)
-    return Parameter(name, kind, group, weight, low=d.min, high=d.max, default=d.default_value)
+    return Parameter(name, kind, group, weight, low=d.min, high=d.max, default=d.default_value, **_curve(d))
+
+
+def _curve(details) -> dict[str, object]:
+    curve = VITA_SCALES.get(details.scale.name)
+    if curve is None:
+        raise RuntimeError(f"vita control {details.name} has an unknown scale {details.scale.name}")
+    return {"curve": curve, "offset": float(details.post_offset) if curve is Curve.SQUARE_ROOT else 0.0}
+
+
+def control(name: str) -> Parameter:
+    """Any vita control (a held one such as ``volume`` too) as a continuous Parameter with its range and curve."""
+    d = _control_details()[name]
+    return Parameter(name, Kind.CONTINUOUS, "held", 1.0, low=d.min, high=d.max, default=d.default_value, **_curve(d))
 
 
 @lru_cache(maxsize=1)
