@@ -1,10 +1,19 @@
 """Drawing plausible Vital patches for the dataset.
 
-A patch starts as one row of a Latin hypercube (one uniform value per predicted parameter); rules
-then turn that row into a parameter vector that is audible and plausible for the note it will be
-played at: an oscillator on and loud enough, an amp envelope that opens within the note, a filter
-that does not close over the note's pitch, few modulation routes, effects switched on sparingly.
-Real presets are perturbed into variants, and foreign wavetables are swapped into patches here too.
+Three kinds of drawn patch, besides the real presets themselves:
+
+- uniform (``patch_from_row``): one row of a Latin hypercube (one uniform value per predicted
+  parameter) turned by rules into a vector; it covers the whole space, but sounds like no preset;
+- prior (``patch_from_priors``): each unit drawn like the real presets set it (``training.priors``):
+  on-patterns of whole presets, a real unit's knobs jittered by the presets' spread, cutoffs placed
+  from the note as presets place them from middle C, route counts, cells and amounts as presets have;
+- recombined (``recombined_patch``): the oscillators of one real preset, the filters, envelopes,
+  LFOs and routes of another, the effects of a third.
+
+Prior and recombined patches play another bank table now and then, and every drawn patch is made
+audible for the note it will be played at (``make_audible``): an oscillator on and loud enough, an
+amp envelope that opens within the note, a filter that does not close over the note's pitch. Real
+presets are perturbed into variants, and foreign wavetables are swapped into patches here too.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from converter.vital.parameters import (
     modulation_name,
 )
 from converter.vital.wavetables import Wavetable, default_bank, frames_from_vital
+from training.priors import SWITCH_GROUPS, Priors, section_columns, units
 
 PITCH_RANGE = (36, 84)
 VELOCITY_RANGE = (0.6, 1.0)
@@ -45,6 +55,12 @@ FILTER_ENVELOPE_ROUTE = modulation_name("env_2", "filter_1_cutoff")
 EFFECT_ON_PROBABILITY = 0.25
 MAX_WAVETABLE_KEYFRAMES = 16
 VARIANT_JITTER = 0.05
+LEAD_LEVEL = 0.45  # knob position the loudest oscillator is raised to at least
+PRIOR_SWITCH_FLIP = 0.05  # each on switch of a prior patch differs from its donor preset's this often
+PRIOR_JITTER = 0.25  # knob jitter of prior patches, as a share of the presets' spread of that knob
+PRIOR_OPTION_REDRAW = 0.1  # a categorical is redrawn from the presets' option rates this often
+ROUTE_JITTER = 0.1  # relative jitter of a prior route's amount
+BANK_SWAP = 0.3  # an audible oscillator of a prior or recombined patch plays another bank table this often
 
 
 @dataclass(frozen=True)
@@ -261,6 +277,111 @@ def _modulations(patch: _Patch, rng: np.random.Generator) -> None:
         if k == filter_envelope:
             amount = abs(amount) * (1.0 if rng.random() < 0.8 else -1.0)
         patch.vector[k] = amount * limit
+
+
+def make_audible(vector: np.ndarray, performance: Performance, space: ParameterSpace) -> np.ndarray:
+    """The audibility rules of ``patch_from_row`` applied to any vector; returns a canonical copy."""
+    v = np.asarray(vector, dtype=np.float64).copy()
+
+    def raw(name: str) -> float:
+        return space[name].denormalise(v[space.index(name)])
+
+    def set_unit(name: str, unit: float) -> None:
+        v[space.index(name)] = space[name].from_unit(unit)
+
+    on = [n for n in OSCILLATORS if raw(f"osc_{n}_on") >= 0.5]
+    levels = {n: v[space.index(f"osc_{n}_level")] for n in (on or OSCILLATORS)}
+    lead = max(levels, key=levels.get)
+    v[space.index(f"osc_{lead}_on")] = 1.0
+    v[space.index(f"osc_{lead}_level")] = max(levels[lead], LEAD_LEVEL)
+    for n in OSCILLATORS:
+        if not PLAYED_PITCHES[0] <= performance.pitch + raw(f"osc_{n}_transpose") <= PLAYED_PITCHES[1]:
+            v[space.index(f"osc_{n}_transpose")] = space[f"osc_{n}_transpose"].normalise(0.0)
+        if raw(f"osc_{n}_on") < 0.5:
+            v[space.index(f"osc_{n}_wavetable")] = default_bank().index(INIT_WAVETABLE)
+    for n in FILTERS:
+        cutoff = space[f"filter_{n}_cutoff"]
+        low, high = _cutoff_bounds(cutoff, raw(f"filter_{n}_blend"), performance.pitch)
+        v[space.index(cutoff.name)] = cutoff.normalise(float(np.clip(cutoff.denormalise(v[space.index(cutoff.name)]),
+                                                                     max(low, cutoff.low), min(high, cutoff.high))))
+    length = performance.note_length
+    delay = min(space["env_1_delay"].to_unit(v[space.index("env_1_delay")]), 0.1 * length)
+    set_unit("env_1_delay", delay)
+    set_unit("env_1_attack", min(space["env_1_attack"].to_unit(v[space.index("env_1_attack")]), 0.7 * length - delay))
+    if raw("env_1_sustain") < 0.2:
+        set_unit("env_1_decay", max(space["env_1_decay"].to_unit(v[space.index("env_1_decay")]), 0.08))
+    return canonical(v, space)
+
+
+def _swap_bank_tables(vector: np.ndarray, rng: np.random.Generator, space: ParameterSpace) -> None:
+    """Some audible oscillators play another table of the bank (in place)."""
+    for n in OSCILLATORS:
+        if vector[space.index(f"osc_{n}_on")] >= 0.5 and rng.random() < BANK_SWAP:
+            vector[space.index(f"osc_{n}_wavetable")] = float(rng.integers(space[f"osc_{n}_wavetable"].size))
+
+
+def _donor(rng: np.random.Generator, priors: Priors, space: ParameterSpace, unit: str) -> np.ndarray:
+    """A real preset that uses the unit (any preset if none does or the unit has no switch)."""
+    switch = f"{unit}_on"
+    rows = priors.vectors
+    if switch in space:
+        using = rows[rows[:, space.index(switch)] >= 0.5]
+        rows = using if len(using) else rows
+    return rows[int(rng.integers(len(rows)))]
+
+
+def _prior_routes(vector: np.ndarray, rng: np.random.Generator, priors: Priors, space: ParameterSpace) -> None:
+    """As many routes as a real preset has, on cells and with amounts as real presets use them (in place)."""
+    cells = space.indices(Kind.MODULATION)
+    count = min(int(priors.route_counts[int(rng.integers(priors.count))]), int(np.count_nonzero(priors.route_rates)))
+    for c in rng.choice(len(cells), size=count, replace=False, p=priors.route_rates):
+        seen = priors.route_amounts[c]
+        if len(seen):
+            amount = float(rng.choice(seen)) * (1.0 + rng.normal(0.0, ROUTE_JITTER))
+        else:
+            destination = space.parameters[cells[c]].name.split("->")[1]
+            limit = next((v for suffix, v in ROUTE_LIMITS.items() if destination.endswith(suffix)), 1.0)
+            amount = float(rng.choice(priors.pooled_amounts)) * limit
+        vector[cells[c]] = float(np.clip(amount, -1.0, 1.0)) or ROUTE_JITTER
+
+
+def patch_from_priors(rng: np.random.Generator, performance: Performance, priors: Priors,
+                      space: ParameterSpace) -> np.ndarray:
+    """A new patch drawn unit by unit from the real presets' statistics, audible for this note."""
+    vector = np.zeros(len(space), dtype=np.float64)
+    for group, members in SWITCH_GROUPS.items():
+        pattern = priors.switches[group][int(rng.integers(priors.count))]
+        for unit, on in zip(members, pattern ^ (rng.random(len(members)) < PRIOR_SWITCH_FLIP)):
+            vector[space.index(f"{unit}_on")] = float(on)
+    for unit, names in units(space).items():
+        donor = _donor(rng, priors, space, unit)
+        for name in names:
+            k, p = space.index(name), space[name]
+            if p.kind is Kind.SWITCH and name == f"{unit}_on":
+                continue
+            value = float(donor[k])
+            if p.kind in (Kind.CONTINUOUS, Kind.INTEGER):
+                value = float(np.clip(value + rng.normal(0.0, PRIOR_JITTER * priors.spreads[k]), 0.0, 1.0))
+            elif p.kind is Kind.CATEGORICAL and rng.random() < PRIOR_OPTION_REDRAW:
+                value = float(rng.choice(p.size, p=priors.option_rates[name]))
+            vector[k] = value
+    for n in FILTERS:
+        cutoff = space[f"filter_{n}_cutoff"]
+        offset = float(rng.choice(priors.cutoff_offsets))
+        vector[space.index(cutoff.name)] = cutoff.normalise(performance.pitch + offset)
+    _prior_routes(vector, rng, priors, space)
+    _swap_bank_tables(vector, rng, space)
+    return make_audible(vector, performance, space)
+
+
+def recombined_patch(rng: np.random.Generator, performance: Performance, priors: Priors,
+                     space: ParameterSpace) -> np.ndarray:
+    """Oscillators of one real preset, filters/envelopes/LFOs/routes of another, effects of a third."""
+    vector = np.zeros(len(space), dtype=np.float64)
+    for columns in section_columns(space).values():
+        vector[columns] = priors.vectors[int(rng.integers(priors.count)), columns]
+    _swap_bank_tables(vector, rng, space)
+    return make_audible(vector, performance, space)
 
 
 def canonical(vector: np.ndarray, space: ParameterSpace) -> np.ndarray:
