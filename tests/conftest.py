@@ -119,11 +119,11 @@ def sampled_renders() -> tuple[np.ndarray, list]:
     Seed 1: the shipped model was trained on seed 0's draws, so these are sounds it never saw.
     """
     pytest.importorskip("torch")
-    from training.dataset import INT16_FULL_SCALE, load_sources, make_example
+    from training.dataset import INT16_FULL_SCALE, load_sources, make_patch_examples
     from training.sampling import Performance, lhs_design
 
     sources = load_sources(1, (1.0, 0.0, 0.0, 0.0), None, None)
     rows = lhs_design(1, 0, 12, parameter_space())
-    examples = [make_example(sources, index, row, Counter()) for index, row in enumerate(rows)]
+    examples = [make_patch_examples(sources, index, row, Counter(), notes=1)[0] for index, row in enumerate(rows)]
     clips = np.stack([example.audio for example in examples]).astype(np.float32) / INT16_FULL_SCALE
     return clips, [Performance(int(e.meta[0]), float(e.meta[1]), float(e.meta[2])) for e in examples]

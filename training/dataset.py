@@ -1,16 +1,23 @@
 """Dataset generation: Vital presets rendered to (audio, parameter vector) examples, and reading them back.
 
 Each example is one note of one patch, stored as the model hears it (24 kHz mono, 5 s, int16 scaled
-to peak at 0.9 of full scale) beside its parameter vector. Patches come from four sources mixed by
+to peak at 0.9 of full scale) beside its parameter vector. Each patch is played at
+``PERFORMANCES_PER_PATCH`` performances (pitch, velocity, note length): examples ``4p .. 4p+3`` are
+patch ``p``, drawn and serialised once. Every note is still a fresh engine at 44.1 kHz (``render``),
+resampled: a note played later in one engine, or a 24 kHz render, measurably differs from it
+(see ``benchmarks/bench_dataset.py``), and users' audio comes from Vital at 44.1/48 kHz.
+
+A folder given as a bare name lives in the user cache (``platformdirs``), so a later run on the same
+machine extends the set (``--count`` larger) instead of starting again; the manifest records the recipe. Patches come from four sources mixed by
 ratio: Latin-hypercube samples of the parameter space, real presets projected into the space,
 perturbed variants of those, and sampled patches playing foreign (CC0) wavetables.
 
-Everything about example ``i`` follows from ``(seed, i)`` (and the shard's design, drawn from
+Everything about example ``i`` follows from ``(seed, i // 4)`` (and the shard's design, drawn from
 ``(seed, shard)``), so a set is the same whatever the worker count or ``--shard`` split, and a killed
 run resumes by rebuilding only shards whose meta file, renamed into place last, is missing.
 
 Meta ``peak`` is the peak of the 24 kHz mono clip before scaling (int16 / 32767 / 0.9 * peak gives the
-render's level back). Splits hash the example index, or for real presets and their variants the
+render's level back). Splits hash the patch number, or for real presets and their variants the
 preset's file name, so a preset keeps its split when presets are added to the folder.
 """
 
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 
 from converter.analysis.audio import CLIP_SAMPLES, CLIP_SECONDS, MODEL_SAMPLE_RATE, to_model_rate
 from converter.files import atomic_write_bytes
@@ -48,7 +56,7 @@ from training.sampling import (
 )
 
 FORMAT_VERSION = 1
-GENERATOR_VERSION = 1  # bump when a change alters what any (seed, index) produces, so resumes refuse mixing
+GENERATOR_VERSION = 2  # bump when a change alters what any (seed, index) produces, so resumes refuse mixing
 AUDIO_PEAK = 0.9  # stored clips peak at this fraction of int16 full scale
 INT16_FULL_SCALE = 32767
 
@@ -61,7 +69,8 @@ SPLIT_SHARES = (0.90, 0.05, 0.05)
 SILENT_PEAK = 1e-3
 CLIPPED_PEAK = 2.0  # Vital's output saturates at 2.1; real presets peak below 1.7
 MAX_ATTEMPTS = 64
-CHUNK_SIZE = 8  # examples per worker task: fine-grained progress, cheap to ship back
+PERFORMANCES_PER_PATCH = 4  # notes played per drawn patch: one draw and one preset build serve four examples
+CHUNK_SIZE = 8  # examples per worker task (whole patches): fine-grained progress, cheap to ship back
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_PRESETS_DIR = SHARED_DIR / "presets"
@@ -158,14 +167,14 @@ def split_of(key: str) -> int:
     return 0 if u < SPLIT_SHARES[0] else 1 if u < SPLIT_SHARES[0] + SPLIT_SHARES[1] else 2
 
 
-def example_split(source: int, index: int, preset_name: str | None) -> int:
-    """Real presets and their variants split by preset, so one preset never straddles splits."""
-    return split_of(f"preset:{preset_name}") if source in (REAL, VARIANT) else split_of(f"example:{index}")
+def example_split(source: int, patch: int, preset_name: str | None) -> int:
+    """Real presets and their variants split by preset, others by patch: one sound never straddles splits."""
+    return split_of(f"preset:{preset_name}") if source in (REAL, VARIANT) else split_of(f"patch:{patch}")
 
 
-def pick_source(seed: int, index: int, ratios: Sequence[float]) -> int:
-    """The source of example ``index``, from a stream no render attempt uses."""
-    u = np.random.default_rng([seed, index, MAX_ATTEMPTS]).random()
+def pick_source(seed: int, patch: int, ratios: Sequence[float]) -> int:
+    """The source of patch ``patch``, from a stream no render attempt uses."""
+    u = np.random.default_rng([seed, patch, MAX_ATTEMPTS]).random()
     return int(min(np.searchsorted(np.cumsum(ratios), u, side="right"), len(ratios) - 1))
 
 
@@ -224,36 +233,51 @@ def draw_patch(sources: Sources, source: int, rng: np.random.Generator, row: np.
     return vector, preset, origin
 
 
-def make_example(sources: Sources, index: int, row: np.ndarray, rejects: Counter) -> Example:
-    """Example ``index``: the first attempt that renders cleanly; each attempt's draws follow (seed, index, attempt)."""
-    source = pick_source(sources.seed, index, sources.ratios)
+def make_patch_examples(sources: Sources, patch: int, row: np.ndarray, rejects: Counter,
+                        notes: int = PERFORMANCES_PER_PATCH) -> list[Example]:
+    """Examples ``4 * patch ..``: the first attempt whose first ``notes`` performances render cleanly.
+
+    Each attempt's draws follow (seed, patch, attempt); the patch is shaped for its first performance.
+    """
+    source = pick_source(sources.seed, patch, sources.ratios)
     for attempt in range(MAX_ATTEMPTS):
-        rng = np.random.default_rng([sources.seed, index] if attempt == 0 else [sources.seed, index, attempt])
-        performance = draw_performance(rng)
+        rng = np.random.default_rng([sources.seed, patch] if attempt == 0 else [sources.seed, patch, attempt])
+        performances = [draw_performance(rng) for _ in range(PERFORMANCES_PER_PATCH)]
         attempt_row = row if attempt == 0 else rng.random(len(row))
-        drawn = draw_patch(sources, source, rng, attempt_row, performance)
+        drawn = draw_patch(sources, source, rng, attempt_row, performances[0])
         if isinstance(drawn, str):
             rejects[(SOURCES[source], drawn)] += 1
             continue
         vector, preset, origin = drawn
+        clips, reason = _play_all(json.dumps(preset), performances[:notes])
+        if reason is not None:
+            rejects[(SOURCES[source], reason)] += 1
+            continue
+        preset_name = sources.preset_names[origin] if origin >= 0 else None
+        split = example_split(source, patch, preset_name)
+        return [Example(clip, vector, (p.pitch, p.velocity, p.note_length, source, origin, split, peak,
+                                       patch * PERFORMANCES_PER_PATCH + slot))
+                for slot, (p, (clip, peak)) in enumerate(zip(performances, clips))]
+    raise DatasetError(f"patch {patch} ({SOURCES[source]}): no clean render in {MAX_ATTEMPTS} attempts")
+
+
+def _play_all(text: str, performances: Sequence[Performance]) -> tuple[list[tuple[np.ndarray, float]], str | None]:
+    """(clip, peak) per performance, each a fresh engine's note; or why the patch is unusable."""
+    clips = []
+    for performance in performances:
         try:
-            audio = render(preset, performance.pitch, performance.velocity, performance.note_length,
+            audio = render(text, performance.pitch, performance.velocity, performance.note_length,
                            performance.duration)
         except RenderError:
-            rejects[(SOURCES[source], "render_error")] += 1
-            continue
+            return clips, "render_error"
         reason = check_render(audio)
         if reason is None:
             clip, peak = to_clip(audio)
             reason = "silent" if peak < SILENT_PEAK else None
         if reason is not None:
-            rejects[(SOURCES[source], reason)] += 1
-            continue
-        preset_name = sources.preset_names[origin] if origin >= 0 else None
-        meta = (performance.pitch, performance.velocity, performance.note_length, source, origin,
-                example_split(source, index, preset_name), peak, index)
-        return Example(clip, vector, meta)
-    raise DatasetError(f"example {index} ({SOURCES[source]}): no clean render in {MAX_ATTEMPTS} attempts")
+            return clips, reason
+        clips.append((clip, peak))
+    return clips, None
 
 
 # ---------------------------------------------------------------------------------------------- shards
@@ -271,14 +295,19 @@ def shard_rows(count: int, shard_size: int, shard: int) -> range:
     return range(shard * shard_size, min((shard + 1) * shard_size, count))
 
 
-def shard_is_complete(shards_dir: Path, shard: int) -> bool:
-    """Complete = meta in place and the three files agree on the row count (headers only are read)."""
+def shard_is_complete(shards_dir: Path, shard: int, rows: int | None = None) -> bool:
+    """Complete = meta in place and the three files agree on the row count, ``rows`` if given (headers only)."""
     try:
         arrays = [np.load(shards_dir / shard_name(kind, shard), mmap_mode="r") for kind in SHARD_FILES]
     except (OSError, ValueError):
         return False
     lengths = {len(array) for array in arrays}
-    return len(lengths) == 1 and arrays[0].shape[1:] == (CLIP_SAMPLES,) and arrays[2].dtype == META_DTYPE
+    return (len(lengths) == 1 and rows in (None, *lengths) and arrays[0].shape[1:] == (CLIP_SAMPLES,) and arrays[2].dtype == META_DTYPE)
+
+
+def _complete_shards(shards_dir: Path, manifest: dict) -> list[int]:
+    count, size = manifest["count"], manifest["shard_size"]
+    return [k for k in range(manifest["shards"]) if shard_is_complete(shards_dir, k, len(shard_rows(count, size, k)))]
 
 
 def remove_temp_files(shards_dir: Path, shards: Sequence[int]) -> None:
@@ -328,28 +357,33 @@ def _init_worker(sources: Sources) -> None:
     _SOURCES = sources
 
 
-def _render_chunk(task: tuple[int, int, np.ndarray]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray,
-                                                              Counter, float]:
-    """Render examples start..start+len(rows): (shard, start, audio, params, meta, rejects, CPU seconds)."""
-    start, shard_size, rows = task
+def _render_chunk(task: tuple[int, int, int, np.ndarray]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray,
+                                                                   Counter, float]:
+    """Render examples start..stop, whole patches from ``rows``: (shard, start, audio, params, meta, rejects, CPU s)."""
+    start, stop, shard_size, rows = task
     assert _SOURCES is not None
     cpu_started = time.process_time()
     rejects: Counter = Counter()
-    examples = [make_example(_SOURCES, start + k, row, rejects) for k, row in enumerate(rows)]
+    first_patch = start // PERFORMANCES_PER_PATCH
+    examples = [example for k, row in enumerate(rows)
+                for example in make_patch_examples(_SOURCES, first_patch + k, row, rejects)][: stop - start]
     audio = np.stack([e.audio for e in examples])
     params = np.stack([e.params for e in examples])
     meta = np.array([e.meta for e in examples], dtype=META_DTYPE)
     return start // shard_size, start, audio, params, meta, rejects, time.process_time() - cpu_started
 
 
-def _tasks(seed: int, count: int, shard_size: int, shards: Sequence[int]) -> Iterator[tuple[int, int, np.ndarray]]:
+def _tasks(seed: int, count: int, shard_size: int,
+           shards: Sequence[int]) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """Chunks of whole patches; a shard's design has one row per patch, fixed by (seed, shard) whatever the count."""
     space = parameter_space()
     for shard in shards:
         rows = shard_rows(count, shard_size, shard)
-        design = lhs_design(seed, shard, shard_size, space)
+        design = lhs_design(seed, shard, shard_size // PERFORMANCES_PER_PATCH, space)
         for start in range(rows.start, rows.stop, CHUNK_SIZE):
             stop = min(start + CHUNK_SIZE, rows.stop)
-            yield start, shard_size, design[start - rows.start: stop - rows.start]
+            first = (start - rows.start) // PERFORMANCES_PER_PATCH
+            yield start, stop, shard_size, design[first: first + -(-(stop - start) // PERFORMANCES_PER_PATCH)]
 
 
 @dataclass
@@ -371,12 +405,23 @@ class _PendingShard:
 # ---------------------------------------------------------------------------------------------- builder
 
 
-def _manifest(seed: int, count: int, shard_size: int, sources: Sources) -> dict:
+def dataset_folder(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bare name (no separator) is a set in the user cache, kept between sessions; anything else is a path."""
+    text = os.fspath(name_or_path)
+    if text and os.sep not in text and "/" not in text and text not in (".", "..") and not text.startswith("~"):
+        return Path(platformdirs.user_cache_dir("vinv")) / "datasets" / text
+    return Path(text).expanduser()
+
+
+def _manifest(seed: int, count: int, shard_size: int, sources: Sources, presets_dir: Path | None,
+              wavetables_dir: Path | None) -> dict:
+    """The recipe: everything that fixes what (seed, index) gives, plus where the sources were read from."""
     space = parameter_space()
     return {
         "format_version": FORMAT_VERSION,
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
+        "performances_per_patch": PERFORMANCES_PER_PATCH,
         "count": count,
         "shard_size": shard_size,
         "shards": -(-count // shard_size),
@@ -391,16 +436,21 @@ def _manifest(seed: int, count: int, shard_size: int, sources: Sources) -> dict:
         "wavetables": len(sources.wavetable_paths),
         "wavetables_digest": hashlib.sha256("\n".join(Path(p).name for p in sources.wavetable_paths)
                                             .encode()).hexdigest()[:16],
-        "command": shlex.join(sys.argv),
+        "presets_dir": str(presets_dir) if presets_dir else None,
+        "wavetables_dir": str(wavetables_dir) if wavetables_dir else None,
+        "runs": [],
     }
 
 
-IDENTITY_KEYS = ("format_version", "generator_version", "seed", "count", "shard_size", "clip_seconds", "sample_rate",
+IDENTITY_KEYS = ("format_version", "generator_version", "seed", "performances_per_patch", "shard_size", "clip_seconds", "sample_rate",
                  "parameter_space_version", "ratios", "presets", "wavetables", "wavetables_digest")
 
 
 def _claim_folder(folder: Path, manifest: dict, presets: dict) -> None:
-    """Write manifest and preset list, or check that a folder being resumed holds the same dataset."""
+    """Write manifest and preset list, or check that a folder being resumed or extended holds the same dataset.
+
+    Extending keeps the larger count and the record of earlier runs.
+    """
     manifest_path, presets_path = folder / "manifest.json", folder / "presets.json"
     if manifest_path.exists():
         existing = {"generator_version": 1, **json.loads(manifest_path.read_text())}  # v1 predates the key
@@ -410,6 +460,9 @@ def _claim_folder(folder: Path, manifest: dict, presets: dict) -> None:
                                "use another folder")
         if presets_path.exists() and json.loads(presets_path.read_text()) != presets:
             raise DatasetError(f"{folder} was built from other presets; use another folder")
+        manifest["count"] = max(manifest["count"], existing["count"])
+        manifest["shards"] = -(-manifest["count"] // manifest["shard_size"])
+        manifest["runs"] = existing.get("runs", [])
     _write_json(presets_path, presets)
     _write_json(manifest_path, manifest)
 
@@ -439,24 +492,25 @@ def build_dataset(
 
     ``shard=(i, n)`` builds only shards k with k % n == i, so n machines build one set between them.
     """
-    if count < 1 or shard_size < 1:
-        raise ValueError("count and shard_size must be positive")
+    if count < 1 or shard_size < 1 or shard_size % PERFORMANCES_PER_PATCH:
+        raise ValueError(f"count must be positive and shard_size a positive multiple of {PERFORMANCES_PER_PATCH}")
     part, parts = shard or (0, 1)
     if not 0 <= part < parts:
         raise ValueError(f"shard must be i/n with 0 <= i < n, got {part}/{parts}")
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
-    folder = Path(folder)
+    folder = dataset_folder(folder)
     shards_dir = folder / "shards"
     shards_dir.mkdir(parents=True, exist_ok=True)
     sources = load_sources(seed, ratios, Path(presets_dir) if presets_dir else None,
                            Path(wavetables_dir) if wavetables_dir else None)
     for problem in sources.unreadable_presets:
         print(f"vinv-dataset: skipping unreadable preset {problem}", file=sys.stderr)
-    manifest = _manifest(seed, count, shard_size, sources)
+    manifest = _manifest(seed, count, shard_size, sources, presets_dir, wavetables_dir)
     _claim_folder(folder, manifest, {str(k): name for k, name in enumerate(sources.preset_names)})
+    count = manifest["count"]
 
     mine = [k for k in range(manifest["shards"]) if k % parts == part]
-    todo = [k for k in mine if not shard_is_complete(shards_dir, k)]
+    todo = [k for k in mine if not shard_is_complete(shards_dir, k, len(shard_rows(count, shard_size, k)))]
     remove_temp_files(shards_dir, todo)
     pending = {k: _PendingShard.empty(shard_rows(count, shard_size, k), len(parameter_space())) for k in todo}
     total = sum(len(p.rows) for p in pending.values())
@@ -492,6 +546,10 @@ def build_dataset(
             pool.terminate()
             pool.join()
     seconds = time.perf_counter() - started
+    manifest["runs"].append({"command": shlex.join(sys.argv), "count": count, "shard": f"{part}/{parts}",
+                             "examples_built": total, "per_source": {s: per_source[s] for s in SOURCES},
+                             "seconds": round(seconds, 1)})
+    _write_json(folder / "manifest.json", manifest)
     return _summary(folder, manifest, mine, todo, total, seconds, cpu_seconds, per_source, rejects, written_bytes,
                     sources)
 
@@ -505,7 +563,7 @@ def _progress_bar(total: int, enabled: bool):
 def _summary(folder: Path, manifest: dict, mine: list[int], todo: list[int], built: int, seconds: float,
              cpu_seconds: float, per_source: Counter, rejects: Counter, written_bytes: int, sources: Sources) -> dict:
     shards_dir = folder / "shards"
-    complete = [k for k in range(manifest["shards"]) if shard_is_complete(shards_dir, k)]
+    complete = _complete_shards(shards_dir, manifest)
     on_disk = sum(f.stat().st_size for f in shards_dir.iterdir() if f.is_file())
     examples_on_disk = sum(len(shard_rows(manifest["count"], manifest["shard_size"], k)) for k in complete)
     attempts = {s: per_source[s] + sum(n for (source, _), n in rejects.items() if source == s) for s in SOURCES}
@@ -559,7 +617,7 @@ class ExampleSet:
             raise DatasetError(f"{self.folder} is not a dataset (no manifest.json)")
         self.manifest = json.loads(manifest_path.read_text())
         shards_dir = self.folder / "shards"
-        complete = [k for k in range(self.manifest["shards"]) if shard_is_complete(shards_dir, k)]
+        complete = _complete_shards(shards_dir, self.manifest)
         self._audio = [np.load(shards_dir / shard_name("audio", k), mmap_mode="r") for k in complete]
         metas = [np.load(shards_dir / shard_name("meta", k), mmap_mode="r") for k in complete]
         params = [np.load(shards_dir / shard_name("params", k), mmap_mode="r") for k in complete]
@@ -615,8 +673,8 @@ def _parse_ratios(text: str) -> tuple[float, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vinv-dataset", description="Render Vital patches into a training set.")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--count", type=int, default=50000)
+    parser.add_argument("out_dir", help="a set's name (kept in the user cache folder) or a folder path")
+    parser.add_argument("--count", type=int, default=150000, help="build or extend the set to this many examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-size", type=int, default=256)
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="I/N",
