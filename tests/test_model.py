@@ -214,4 +214,5 @@ def test_flow_head_round_trips_and_samples_deterministically():
     sizes = torch.tensor([SPACE.parameters[k].size for k in categorical])
     assert torch.all(first[..., categorical] == first[..., categorical].round())
     assert torch.all(first[..., categorical] < sizes)
-    assert model.flow.loss(torch.randn(16, model.config["embedding_dim"]), vectors).isfinite()
+    mask = torch.from_numpy(audible_mask(vectors.numpy()))
+    assert model.flow.loss(torch.randn(16, model.config["embedding_dim"]), vectors, mask).isfinite()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
-from training.dataset import ExampleSet, build_dataset
+from training.dataset import SPLITS, ExampleSet, build_dataset, shard_name
 from training.features import cached_features, compute_features
 from training.frontend import CLIP_SAMPLES
 from training.model import ParameterModel
@@ -83,3 +85,24 @@ def test_feature_cache_matches_the_model(dataset, tmp_path):
     np.testing.assert_array_equal(again, cache)
 
 
+
+
+def test_best_checkpoint_is_chosen_by_how_it_sounds(dataset, tmp_path):
+    """Every epoch logs the rendered validation score; ``best`` is the epoch where it was lowest."""
+    folder = tmp_path / "set"
+    shutil.copytree(dataset, folder, ignore=shutil.ignore_patterns("features"))
+    meta_path = folder / "shards" / shard_name("meta", 0)
+    meta = np.load(meta_path)
+    meta["split"][:4] = SPLITS.index("validation")  # whatever the split hash gave this tiny set
+    np.save(meta_path, meta)
+    run = tmp_path / "run"
+    assert main([str(folder), "--out", str(run), "--batch-size", "4", "--epochs", "3", "--render-subset", "2",
+                 "--no-progress", "--threads", "2"]) == 0
+    epochs = [line for line in (run / "train.log").read_text().splitlines() if line.startswith("epoch ")]
+    rendered = [float(re.search(r"\| render ([0-9.]+)", line).group(1)) for line in epochs]
+    steps = [int(re.search(r"step (\d+)", line).group(1)) for line in epochs]
+    assert len(rendered) == 3 and all(r > 0 for r in rendered)
+    best = read_card(run / "best")
+    assert best["step"] == steps[int(np.argmin(rendered))]
+    assert best["recipe"]["select_by"] == "render (2 clips)"
+    assert best["recipe"]["trainer"]["best_render"] == pytest.approx(min(rendered), abs=1e-4)

@@ -9,7 +9,9 @@ export can trace it with the noise as an input.
 The relaxed vector has one column per model output (decode.py's layout): knobs and switches mapped
 to [-1, 1], modulation amounts as they are, categoricals one-hot in {-1, 1}. Sampling maps it back
 to a valid vector (argmax per categorical, switches at 0, weak routes dropped). The head reads the
-embedding detached, so it never pulls the encoder away from the regression heads.
+embedding detached, so it never pulls the encoder away from the regression heads. Targets the
+sound cannot show (``training.losses.audible_mask``) are replaced by the init patch's values, so the
+flow learns only audible dimensions and its samples leave the inaudible ones at Vital's defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.nn import functional as F
 
 from converter.matching.decode import MODULATION_THRESHOLD, output_slices
 from converter.vital.parameters import Kind, parameter_space
+from converter.vital.preset import init_preset, vector_from_preset
 from training.losses import categorical_gather
 
 TIME_FEATURES = 32
@@ -54,6 +57,8 @@ class FlowHead(nn.Module):
         for name, kind in (("is_switch", Kind.SWITCH), ("is_modulation", Kind.MODULATION),
                            ("is_categorical", Kind.CATEGORICAL)):
             self.register_buffer(name, torch.tensor([k is kind for k in kinds]), persistent=False)
+        self.register_buffer("init_vector", torch.from_numpy(vector_from_preset(init_preset(), space)),
+                             persistent=False)
         self.register_buffer("frequencies", torch.exp(torch.linspace(0, math.log(1000), TIME_FEATURES // 2)),
                              persistent=False)
 
@@ -75,9 +80,9 @@ class FlowHead(nn.Module):
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.velocity(torch.cat([x, self._time(t), condition], dim=-1))
 
-    def loss(self, embedding: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """Flow-matching loss for (B, D) embeddings and (B, P) canonical target vectors."""
-        target = self.relax(vectors)
+    def loss(self, embedding: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Flow-matching loss for (B, D) embeddings, (B, P) canonical target vectors and their audible mask."""
+        target = self.relax(torch.where(mask, vectors, self.init_vector.to(vectors.dtype)))
         noise = torch.randn_like(target)
         t = torch.rand(len(target), device=target.device, dtype=target.dtype)
         point = noise + t.unsqueeze(-1) * (target - noise)

@@ -3,8 +3,11 @@
 Targets are put in a canonical order first (``canonical_order``): Vital's three oscillators, four
 LFOs and two modulation envelopes are interchangeable, so one sound has several vectors and a point
 regression would average them into mush. ``audible_mask`` then drops every target the sound cannot
-reveal (the wavetable of a muted oscillator, the knobs of a bypassed effect, an LFO with no route):
-grading those would only teach the model noise. ``ParameterLoss`` combines perceptually weighted L1
+reveal (the wavetable of a muted or silent oscillator, the knobs of a bypassed effect or filter, an
+LFO with no route): grading those would only teach the model noise. ``heard_note_targets`` first
+restates pitch in the frame of the note the model hears (the dataset's played note is not audible:
+a clip played at C3 with a +12 oscillator is a clip played at C4), as ``converter.convert.tune``
+will use the prediction. ``ParameterLoss`` combines perceptually weighted L1
 on knobs, cross-entropy on categoricals, BCE on switches and MSE plus an L1 sparsity pull on the
 modulation grid.
 
@@ -49,6 +52,8 @@ MODULATION_SCALE = 20.0  # the grid is mostly zeros, so its per-cell mean is tin
 SPARSITY = 0.05  # relative pull of every predicted route towards zero
 CATEGORICAL_SCALE = 0.3  # cross-entropy runs about ten times larger than a knob's L1
 SWITCH_SCALE = 0.3
+SILENT_AMPLITUDE = 1e-3  # an oscillator or sample level below -60 dB is not heard
+KEYTRACK_CENTRE = 60  # Vital's filter cutoff moves by keytrack x (note - 60) semitones (kMidiTrackCenter)
 
 
 def categorical_gather(space: ParameterSpace) -> np.ndarray:
@@ -142,6 +147,57 @@ def canonical_order(vectors: np.ndarray, space: ParameterSpace | None = None) ->
     return vectors[0] if single else vectors
 
 
+def heard_note_targets(vectors: np.ndarray, pitches: np.ndarray,
+                       space: ParameterSpace | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(targets, heard notes, cents): each (P,) vector restated for the note the clip sounds at.
+
+    The model hears the played MIDI note plus its loud oscillators' transpose, never the two apart,
+    and ``converter.convert.tune`` later puts the lowest loud oscillator at the detected note. So the
+    oscillators are shifted together until that one is at 0, as ``tune`` does with no cents (this is
+    its rule for a whole dataset at once; tests hold the two equal), and the heard note is the played
+    note plus the removed interval, rounded as a note detector would (the rest are its cents). One
+    note cannot show filter keytracking either, only the cutoff it gives: keytrack becomes the table's
+    default and the cutoff the one that sounds the same at the heard note (both are in semitones).
+    """
+    space = space or parameter_space()
+    targets = np.array(np.atleast_2d(vectors), dtype=np.float32)
+    pitches = np.asarray(pitches, dtype=np.float64)
+
+    def raw(name: str) -> np.ndarray:
+        """``denormalise`` of a whole column (these are plain ranges: switches, levels, semitones)."""
+        parameter = space[name]
+        values = parameter.low + np.clip(targets[:, space.index(name)], 0.0, 1.0) * (parameter.high - parameter.low)
+        return np.round(values) if parameter.kind in (Kind.INTEGER, Kind.SWITCH) else values
+
+    def put(name: str, values: np.ndarray, rows: np.ndarray) -> None:
+        parameter = space[name]
+        targets[rows, space.index(name)] = np.clip((values[rows] - parameter.low) / (parameter.high - parameter.low),
+                                                   0.0, 1.0)
+
+    offsets = np.stack([raw(f"osc_{n}_transpose") + raw(f"osc_{n}_tune") for n in OSCILLATORS], axis=1)
+    levels = np.stack([raw(f"osc_{n}_level") * raw(f"osc_{n}_on") for n in OSCILLATORS], axis=1)
+    loudest = levels.max(axis=1)
+    pitched = loudest > 0.0
+    reference = np.where(levels >= 0.5 * loudest[:, None], offsets, np.inf).min(axis=1)
+    shift = np.where(pitched, -reference, 0.0)
+    for column, n in enumerate(OSCILLATORS):
+        transpose = space[f"osc_{n}_transpose"]
+        total = offsets[:, column] + shift
+        semitones = np.clip(np.round(total), transpose.low, transpose.high)
+        put(transpose.name, semitones, pitched)
+        put(f"osc_{n}_tune", total - semitones, pitched)
+    heard = pitches - shift
+    notes = np.clip(np.round(heard), 0, 127).astype(np.int64)
+    cents = 100.0 * (heard - notes)
+    for n in FILTERS:
+        cutoff, keytrack = space[f"filter_{n}_cutoff"], space[f"filter_{n}_keytrack"]
+        heard_cutoff = (raw(cutoff.name) + raw(keytrack.name) * (pitches - KEYTRACK_CENTRE)
+                        - keytrack.default * (notes - KEYTRACK_CENTRE))
+        put(cutoff.name, heard_cutoff, np.ones(len(targets), dtype=bool))
+        targets[:, space.index(keytrack.name)] = keytrack.normalise(keytrack.default)
+    return targets, notes, cents
+
+
 def audible_mask(vectors: np.ndarray, space: ParameterSpace | None = None) -> np.ndarray:
     """(n, P) bool: which target values the rendered sound can reveal."""
     space = space or parameter_space()
@@ -151,14 +207,19 @@ def audible_mask(vectors: np.ndarray, space: ParameterSpace | None = None) -> np
     def value(name: str) -> np.ndarray:
         return vectors[:, space.index(name)]
 
+    def quiet(name: str) -> np.ndarray:
+        return np.vectorize(space[name].to_unit, otypes=[np.float64])(value(name)) < SILENT_AMPLITUDE
+
     def silence(names: list[str], where: np.ndarray) -> None:
         mask[np.ix_(where, _columns(space, names))] = False
 
     for n in OSCILLATORS:
         off = value(f"osc_{n}_on") < 0.5
+        silent = off | quiet(f"osc_{n}_level")
         grid = [modulation_name(s, d) for s in MODULATION_SOURCES for d in MODULATION_DESTINATIONS
                 if d.startswith(f"osc_{n}_")]
-        silence([f"osc_{n}_{k}" for k in OSCILLATOR_KNOBS[1:]] + grid, off)
+        silence([f"osc_{n}_{k}" for k in OSCILLATOR_KNOBS if k not in ("on", "level")] + grid, silent)
+        silence([f"osc_{n}_level"], off)
         for kind in ("spectral_morph", "distortion"):
             plain = value(f"osc_{n}_{kind}_type").round() == NO_OPTION
             silence([f"osc_{n}_{kind}_amount"] + [modulation_name(s, f"osc_{n}_{kind}_amount")
@@ -166,7 +227,9 @@ def audible_mask(vectors: np.ndarray, space: ParameterSpace | None = None) -> np
         voices = space[f"osc_{n}_unison_voices"]
         single_voice = np.array([voices.denormalise(v) <= 1 for v in value(f"osc_{n}_unison_voices")])
         silence([f"osc_{n}_unison_detune", f"osc_{n}_unison_blend"], single_voice)
-    silence(["sample_level", "sample_destination"], value("sample_on") < 0.5)
+    sample_off = value("sample_on") < 0.5
+    silence(["sample_level", "sample_destination"], sample_off)
+    silence(["sample_destination"], quiet("sample_level"))
     # prepare_clip starts every clip at its onset, so a delay before the amplitude envelope opens is never heard.
     silence(["env_1_delay"], np.ones(len(vectors), dtype=bool))
     for n in FILTERS:

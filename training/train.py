@@ -1,8 +1,11 @@
 """``vinv-train``: one command from a dataset folder to a checkpoint.
 
 The encoder's frozen part is computed once per dataset (training/features.py) and the rest trains
-from that cache; ``--no-cache`` recomputes features from audio every step instead. Targets are put
-in canonical order and masked to what is audible (training/losses.py). The learning rate warms up
+from that cache; ``--no-cache`` recomputes features from audio every step instead. Targets are
+restated for the note the clip sounds at, put in canonical order and masked to what is audible
+(training/losses.py). After every epoch the checkpoint whose predictions sound closest to a fixed
+validation subset, rendered by Vital (training/listening.py), is kept as ``best``;
+``--no-select-by-render`` keeps the lowest validation parameter loss instead. The learning rate warms up
 and then follows a cosine to zero over whichever budget ends first, ``--epochs`` or ``--minutes``,
 so a run cut by its wall-clock budget still ends annealed. A checkpoint (weights + optimizer +
 trainer state) is written atomically every ``--checkpoint-minutes`` and at the end; ``--resume``
@@ -31,12 +34,13 @@ from converter.vital.parameters import parameter_space
 from training.checkpoint import load_checkpoint, load_optimizer_state, read_card, save_checkpoint
 from training.dataset import ExampleSet
 from training.features import cached_features, compute_features
-from training.losses import ParameterLoss, audible_mask, canonical_order
+from training.listening import DEFAULT_SUBSET, RenderedValidation
+from training.losses import ParameterLoss, audible_mask, canonical_order, heard_note_targets
 from training.model import ParameterModel
 
 WARMUP_STEPS = 200
 LATEST = "latest"
-BEST = "best"  # the checkpoint with the lowest validation loss so far: what evaluation and export use
+BEST = "best"  # the checkpoint that sounds closest on validation so far: what evaluation and export use
 VALIDATION_BATCHES = 16
 
 
@@ -52,7 +56,7 @@ class TrainingStep(nn.Module):
         embedding = self.model.embed_features(features)
         terms = self.loss(self.model.raw_outputs(embedding), targets, mask)
         if self.model.flow is not None:
-            terms["flow"] = self.model.flow.loss(embedding, targets)
+            terms["flow"] = self.model.flow.loss(embedding, targets, mask)
             terms["total"] = terms["total"] + terms["flow"]
         return terms
 
@@ -64,7 +68,7 @@ class Batches:
                  batch_size: int, rank: int, world: int, device: torch.device) -> None:
         self.examples, self.features, self.model = examples, features, model
         self.batch_size, self.rank, self.world, self.device = batch_size, rank, world, device
-        self.targets = canonical_order(examples.params)
+        self.targets = canonical_order(heard_note_targets(examples.params, examples.meta["pitch"])[0])
         self.mask = audible_mask(self.targets)
 
     def steps_per_epoch(self) -> int:
@@ -115,6 +119,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="feature cache folder (default: DATASET/features)")
     parser.add_argument("--no-cache", action="store_true", help="compute features from audio every step")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--select-by-render", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep as best the checkpoint whose rendered predictions sound closest on a validation "
+                             "subset (median MR-STFT ratio to the init patch); --no-select-by-render: lowest "
+                             "validation parameter loss")
+    parser.add_argument("--render-subset", type=int, default=DEFAULT_SUBSET,
+                        help=f"validation clips rendered per check (default {DEFAULT_SUBSET})")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -220,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     step, epoch = int(trainer.get("step", 0)), int(trainer.get("epoch", 0))
     spent = float(trainer.get("seconds", 0.0))
     best_loss = float(trainer.get("best_validation", math.inf))
+    best_render = float(trainer.get("best_render", math.inf))
+    listening = RenderedValidation(val_set, args.render_subset) if leader and args.select_by_render and val else None
     total_steps = args.epochs * train.steps_per_epoch()
     deadline = invoked + args.minutes * 60 if args.minutes else None
     recipe = {"id": out.name, "command": command, "seed": args.seed, "encoder": model.encoder_kind,
@@ -227,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "manifest": {k: v for k, v in train_set.manifest.items() if not isinstance(v, (list, dict))}},
               "space_version": parameter_space().version, "parameters": parameters, "world_size": world,
               "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes,
-              "cached_features": not args.no_cache}
+              "cached_features": not args.no_cache,
+              "select_by": f"render ({len(listening)} clips)" if listening else "parameter loss"}
     if leader:
         _log(f"vinv-train: {model.encoder_kind} encoder, {parameters:,} trainable parameters, "
              f"{len(train_set)} train / {len(val_set)} validation clips, {world} process(es) on {device}, "
@@ -235,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              + (f", resuming at epoch {epoch} step {step}" if resume else ""), log_file)
 
     def trainer_state() -> dict:
-        return {"step": step, "epoch": epoch, "seconds": spent, "best_validation": best_loss}
+        return {"step": step, "epoch": epoch, "seconds": spent, "best_validation": best_loss,
+                "best_render": best_render}
 
     def checkpoint() -> None:
         if leader:
@@ -283,8 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if val is not None:
                 scores = validate(step_module, val)
                 line += f" | val {_format(scores)}"
-                if scores["total"] < best_loss:
-                    best_loss = scores["total"]
+                improved = scores["total"] < best_loss
+                best_loss = min(best_loss, scores["total"])
+                if listening is not None:
+                    heard = listening.score(model, val.load(listening.positions)[0])
+                    line += f" | render {heard:.4f}"
+                    improved = heard < best_render
+                    best_render = min(best_render, heard)
+                if improved:
                     save_checkpoint(model, out / BEST, step=step, recipe={**recipe, "trainer": trainer_state()})
                     line += " | best"
             _log(line + f" | lr {optimizer.param_groups[0]['lr']:.2e} | {spent / 60:.1f} min", log_file)
