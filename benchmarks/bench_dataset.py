@@ -32,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.count:
             report("sampled", build_dataset(os.path.join(folder, "sampled"), args.count, shard_size=64,
-                                            ratios=(1.0, 0.0, 0.0, 0.0), workers=args.workers))
+                                            ratios=(1.0, 0.0, 0.0, 0.0, 0.0, 0.0), workers=args.workers))
         if args.mixed_count:
             report("mixed " + ",".join(map(str, DEFAULT_RATIOS)),
                    build_dataset(os.path.join(folder, "mixed"), args.mixed_count, seed=1, shard_size=64,

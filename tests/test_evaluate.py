@@ -187,7 +187,7 @@ def tiny_run(tmp_path_factory):
     from training.train import main as train
 
     folder = tmp_path_factory.mktemp("evaluate")
-    build_dataset(folder / "data", 24, seed=0, shard_size=24, ratios=(0.25, 0.25, 0.25, 0.25), workers=2,
+    build_dataset(folder / "data", 24, seed=0, shard_size=24, ratios=(0.2, 0.2, 0.2, 0.2, 0.1, 0.1), workers=2,
                   progress=False)
     assert train([str(folder / "data"), "--out", str(folder / "run"), "--epochs", "1", "--batch-size", "8", "--flow",
                   "--threads", "2", "--no-progress"]) == 0

@@ -44,6 +44,7 @@ from converter.files import atomic_write_bytes
 from converter.vital.parameters import parameter_space
 from converter.vital.preset import PresetError, preset_from_vector, read_preset, vector_from_preset
 from converter.vital.render import SAMPLE_RATE, RenderError, render
+from training.priors import Priors, fit_priors
 from training.sampling import (
     Performance,
     draw_performance,
@@ -51,8 +52,10 @@ from training.sampling import (
     install_foreign_wavetable,
     lhs_design,
     oscillators_to_replace,
+    patch_from_priors,
     patch_from_row,
     perturb,
+    recombined_patch,
 )
 
 FORMAT_VERSION = 1
@@ -60,9 +63,9 @@ GENERATOR_VERSION = 2  # bump when a change alters what any (seed, index) produc
 AUDIO_PEAK = 0.9  # stored clips peak at this fraction of int16 full scale
 INT16_FULL_SCALE = 32767
 
-SOURCES = ("sampled", "real", "variant", "foreign")
-SAMPLED, REAL, VARIANT, FOREIGN = range(4)
-DEFAULT_RATIOS = (0.8, 0.02, 0.1, 0.08)
+SOURCES = ("sampled", "real", "variant", "foreign", "prior", "recombined")
+SAMPLED, REAL, VARIANT, FOREIGN, PRIOR, RECOMBINED = range(6)
+DEFAULT_RATIOS = (0.2, 0.02, 0.08, 0.08, 0.42, 0.2)  # mostly patches shaped like real presets, a uniform share for coverage
 SPLITS = ("train", "validation", "test")
 SPLIT_SHARES = (0.90, 0.05, 0.05)
 
@@ -101,11 +104,12 @@ class Sources:
     """What examples are drawn from: the real presets (projected), the foreign tables, the mix."""
 
     seed: int
-    ratios: tuple[float, float, float, float]
+    ratios: tuple[float, ...]
     preset_names: tuple[str, ...]
     preset_vectors: np.ndarray
     wavetable_paths: tuple[str, ...]
     unreadable_presets: tuple[str, ...] = ()
+    priors: Priors | None = None  # fitted on the training split's presets only, so no test preset leaks in
 
 
 def load_presets(folder: Path | None) -> tuple[list[str], np.ndarray, list[str]]:
@@ -134,11 +138,19 @@ def list_wavetables(folder: Path | None) -> list[str]:
     return [str(path) for path in sorted(folder.rglob("*.vitaltable"))]
 
 
-def effective_ratios(ratios: Sequence[float], presets: int, wavetables: int) -> tuple[float, float, float, float]:
-    """Normalised ratios; a source with nothing to draw from gives its share to sampled patches."""
+def effective_ratios(ratios: Sequence[float], presets: int, wavetables: int,
+                     training_presets: int | None = None) -> tuple[float, ...]:
+    """Normalised ratios; a source with nothing to draw from gives its share to sampled patches.
+
+    Prior and recombined patches need presets of the training split (``training_presets``, default
+    ``presets``); real presets and variants need any preset.
+    """
     values = [float(r) for r in ratios]
-    if len(values) != 4 or any(r < 0 or not np.isfinite(r) for r in values) or sum(values) <= 0:
-        raise ValueError(f"ratios must be four non-negative numbers (sampled, real, variant, foreign), got {ratios}")
+    if len(values) != len(SOURCES) or any(r < 0 or not np.isfinite(r) for r in values) or sum(values) <= 0:
+        raise ValueError(f"ratios must be {len(SOURCES)} non-negative numbers ({', '.join(SOURCES)}), got {ratios}")
+    if (presets if training_presets is None else training_presets) == 0:
+        values[SAMPLED] += values[PRIOR] + values[RECOMBINED]
+        values[PRIOR] = values[RECOMBINED] = 0.0
     if presets == 0:
         values[SAMPLED] += values[REAL] + values[VARIANT]
         values[REAL] = values[VARIANT] = 0.0
@@ -153,8 +165,10 @@ def load_sources(seed: int, ratios: Sequence[float], presets_dir: Path | None,
                  wavetables_dir: Path | None) -> Sources:
     names, vectors, unreadable = load_presets(presets_dir)
     tables = list_wavetables(wavetables_dir)
-    return Sources(seed, effective_ratios(ratios, len(names), len(tables)), tuple(names), vectors,
-                   tuple(tables), tuple(unreadable))
+    training = [k for k, name in enumerate(names) if split_of(f"preset:{name}") == 0]
+    priors = fit_priors(vectors[training], parameter_space()) if training else None
+    return Sources(seed, effective_ratios(ratios, len(names), len(tables), len(training)), tuple(names), vectors,
+                   tuple(tables), tuple(unreadable), priors)
 
 
 # ------------------------------------------------------------------------------------------- examples
@@ -219,6 +233,10 @@ def draw_patch(sources: Sources, source: int, rng: np.random.Generator, row: np.
         vector = sources.preset_vectors[origin]
         if source == VARIANT:
             vector = perturb(vector, rng, space)
+    elif source == PRIOR:
+        vector = patch_from_priors(rng, performance, sources.priors, space)
+    elif source == RECOMBINED:
+        vector = recombined_patch(rng, performance, sources.priors, space)
     else:
         vector = patch_from_row(row, rng, performance, space)
     vector = np.array(vector, dtype=np.float32)
@@ -665,9 +683,9 @@ def _parse_ratios(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected four comma-separated numbers, got {text!r}") from None
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError("expected four ratios: sampled,real,variant,foreign")
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if len(values) != len(SOURCES):
+        raise argparse.ArgumentTypeError(f"expected {len(SOURCES)} ratios: {','.join(SOURCES)}")
     return values
 
 
@@ -680,8 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="I/N",
                         help="build only shards k with k %% N == I (for job arrays); parts merge by index")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--ratios", type=_parse_ratios, default=DEFAULT_RATIOS, metavar="S,R,V,F",
-                        help="mix of sampled, real-preset, variant and foreign-wavetable examples")
+    parser.add_argument("--ratios", type=_parse_ratios, default=DEFAULT_RATIOS, metavar="S,R,V,F,P,C",
+                        help="mix of sampled, real-preset, variant, foreign-wavetable, prior-drawn and recombined patches")
     parser.add_argument("--presets", type=Path, default=DEFAULT_PRESETS_DIR)
     parser.add_argument("--wavetables", type=Path, default=DEFAULT_WAVETABLES_DIR)
     parser.add_argument("--no-progress", action="store_true")
