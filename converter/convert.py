@@ -24,7 +24,6 @@ is not the file's fault, and no other file would convert either.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -210,9 +209,14 @@ class ScoredCandidate:
 
 
 def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
-    """The resynthesis's oscillators, sweep and pitch through the model's filters, noise and effects."""
-    hybrid = json.loads(json.dumps(resynthesis))
-    settings, model = hybrid["settings"], patch["settings"]
+    """The resynthesis's oscillators, sweep and pitch through the model's filters, noise and effects.
+
+    The resynthesis's wavetables (megabytes of keyframes) are shared, not copied: candidates' presets
+    are never changed in place."""
+    routes = [dict(route) for route in resynthesis["settings"]["modulations"]]
+    settings = {**resynthesis["settings"], "modulations": routes}
+    hybrid = {**resynthesis, "settings": settings}
+    model = patch["settings"]
     settings.update({key: value for key, value in model.items()
                      if key.startswith(HYBRID_PREFIXES) and not isinstance(value, (list, dict))})
     for osc in (1, 2):
@@ -236,12 +240,15 @@ def build_candidates(
     space = space or parameter_space()
     candidates: list[Candidate] = []
     resynthesis = None
-    if mode in ("best", "resynth"):
-        measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
-        candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
-        resynthesis = candidates[0].preset
-    if mode in ("best", "patch") and model is not None:
-        prediction = predict(model, analysis, candidates=samples, space=space)
+    asks_model = mode in ("best", "patch") and model is not None
+    with ThreadPoolExecutor(1) as pool:  # onnxruntime lets go of Python's lock: the model runs beside the analysis
+        predicted = pool.submit(predict, model, analysis, candidates=samples, space=space) if asks_model else None
+        if mode in ("best", "resynth"):
+            measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
+            candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
+            resynthesis = candidates[0].preset
+        prediction = predicted.result() if predicted is not None else None
+    if prediction is not None:
         patch = preset_from_vector(prediction.vector, name=name, space=space)
         candidates.append(Candidate("patch", patch))
         if resynthesis is not None:

@@ -45,6 +45,7 @@ STEADY_SHARE = 0.3  # share of keyframes spread evenly in time whatever the spec
 WARP_BANDS = 24
 CHANGE_HOP = 0.005  # seconds between the spectra that measure the rate of change
 RESIDUAL_PHASE_SEED = 1234
+BLOCK_KEYFRAMES = 32  # keyframes whose windows are transformed together (bounds the spectra held at once)
 SWEEP_POINTS = 64  # points of the drawn sweep (Vital's LFO shapes hold more; 64 follow any attack)
 
 
@@ -160,19 +161,42 @@ def sweep_knots(count: int = KEYFRAMES) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, SWEEP_POINTS)).astype(int))
 
 
-def _windowed_spectrum(audio: np.ndarray, centre: int, length: int) -> tuple[np.ndarray, float, float]:
-    """Spectrum (zero-padded at least twice) of a Hann window of ``length`` samples centred on ``centre``,
-    phases referred to the centre; with the window's sum and the bin spacing in cycles per sample."""
-    start = centre - length // 2
-    segment = np.zeros(length)
-    lo, hi = max(start, 0), min(start + length, audio.size)
-    if hi > lo:
-        segment[lo - start : hi - start] = audio[lo:hi]
-    window = _hann(length)
-    size = 1 << int(np.ceil(np.log2(2 * length)))  # at least twice zero-padded, and a fast FFT size
-    spectrum = np.fft.rfft(segment * window, size)
-    spectrum *= np.exp(2j * np.pi * np.arange(spectrum.size) * (length // 2) / size)
-    return spectrum, float(window.sum()), 1.0 / size
+class _Spectra:
+    """Windowed spectra of one sound, each computed once and those of one window length together.
+
+    A spectrum is of a Hann window of ``length`` samples centred on ``centre`` (zero-padded at least
+    twice), phases referred to the centre. Both pitch hypotheses read the same windows wherever their
+    f0s give the same length (always above 172 Hz), so ``_measure_tracks`` asks for a block of
+    keyframes' windows at once and drops them before the next block.
+    """
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self._audio = audio
+        self._spectra: dict[tuple[int, int], np.ndarray] = {}
+
+    def prepare(self, windows: list[tuple[int, int]]) -> None:
+        """Compute the spectra of ``windows`` (centre, length) not computed yet."""
+        by_length: dict[int, list[int]] = {}
+        for centre, length in dict.fromkeys(windows):
+            if (centre, length) not in self._spectra:
+                by_length.setdefault(length, []).append(centre)
+        for length, centres in by_length.items():
+            where = np.asarray(centres)[:, None] - length // 2 + np.arange(length)
+            inside = (where >= 0) & (where < self._audio.size)  # a window may reach past either end: zeros there
+            segments = np.where(inside, self._audio[np.clip(where, 0, self._audio.size - 1)], 0.0)
+            size = _fft_size(length)
+            spectra = np.fft.rfft(segments * _hann(length), size, axis=1)
+            spectra *= np.exp(2j * np.pi * np.arange(size // 2 + 1) * (length // 2) / size)
+            self._spectra.update(zip(((centre, length) for centre in centres), spectra))
+
+    def __call__(self, centre: int, length: int) -> tuple[np.ndarray, float, float]:
+        """(spectrum, the window's sum, the bin spacing in cycles per sample)."""
+        self.prepare([(centre, length)])
+        return self._spectra[centre, length], float(_hann(length).sum()), 1.0 / _fft_size(length)
+
+
+def _fft_size(length: int) -> int:
+    return 1 << int(np.ceil(np.log2(2 * length)))  # at least twice zero-padded, and a fast FFT size
 
 
 @lru_cache(maxsize=64)
@@ -180,14 +204,21 @@ def _hann(length: int) -> np.ndarray:
     return np.hanning(length)
 
 
-def harmonics_at(audio: np.ndarray, sample_rate: int, centre: int, f0: float) -> tuple[np.ndarray, np.ndarray]:
+def harmonic_window(sample_rate: int, f0: float) -> int:
+    return max(MIN_WINDOW, round(HARMONIC_PERIODS * sample_rate / f0))
+
+
+def residual_window(sample_rate: int, f0: float | None) -> int:
+    return RESIDUAL_WINDOW if f0 is None else max(RESIDUAL_WINDOW, round(RESIDUAL_PERIODS * sample_rate / f0))
+
+
+def harmonics_at(spectra: _Spectra, sample_rate: int, centre: int, f0: float) -> tuple[np.ndarray, np.ndarray]:
     """(amplitudes, sine phases) of harmonics 1..MAX_HARMONIC around sample ``centre``; 0 above Nyquist.
 
     Each harmonic is read at the strongest bin within a quarter of f0 of where it should be, so a
     slightly stretched or mistracked partial is still found.
     """
-    length = max(MIN_WINDOW, round(HARMONIC_PERIODS * sample_rate / f0))
-    spectrum, window_sum, bin_cycles = _windowed_spectrum(audio, centre, length)
+    spectrum, window_sum, bin_cycles = spectra(centre, harmonic_window(sample_rate, f0))
     magnitude = np.append(np.abs(spectrum), 0.0)
     per_bin = f0 / sample_rate / bin_cycles  # bins per harmonic
     count = min(MAX_HARMONIC, int(0.49 * sample_rate / f0))
@@ -205,15 +236,15 @@ def harmonics_at(audio: np.ndarray, sample_rate: int, centre: int, f0: float) ->
     return amplitudes, phases
 
 
-def residual_amplitudes(audio: np.ndarray, sample_rate: int, centre: int, f0: float | None,
+def residual_amplitudes(audio: np.ndarray, spectra: _Spectra, sample_rate: int, centre: int, f0: float | None,
                         residual_hz: float) -> np.ndarray:
     """Amplitudes of the residual's comb lines 1..MAX_HARMONIC, ``residual_hz`` apart, around ``centre``.
 
     Bins within 0.4 of a harmonic spacing of a harmonic are masked and bridged; the comb's total
     power is set to the residual's share of the window's power.
     """
-    length = RESIDUAL_WINDOW if f0 is None else max(RESIDUAL_WINDOW, round(RESIDUAL_PERIODS * sample_rate / f0))
-    spectrum, _, bin_cycles = _windowed_spectrum(audio, centre, length)
+    length = residual_window(sample_rate, f0)
+    spectrum, _, bin_cycles = spectra(centre, length)
     power = np.abs(spectrum) ** 2
     freqs = np.arange(power.size) * bin_cycles * sample_rate
     residual = power
@@ -259,23 +290,39 @@ def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
     tracks = [pitch]
     if pitch.varies:
         tracks.append(PitchTrack(np.array([0.0, duration]), np.full(2, float(np.median(pitch.semitones)))))
-    return [_measure(audio, sample_rate, note, duration, times, track) for track in tracks]
+    return _measure(audio, sample_rate, note, duration, times, tracks)
 
 
 def _measure(audio: np.ndarray, sample_rate: int, note: Note, duration: float, times: np.ndarray,
-             pitch: PitchTrack) -> Resynthesis:
-    """Harmonic and residual tables at ``times``, with harmonics read along ``pitch``."""
+             tracks: list[PitchTrack]) -> list[Resynthesis]:
+    """Harmonic and residual tables at ``times``, with harmonics read along each of ``tracks``.
+
+    Keyframes are measured ``BLOCK_KEYFRAMES`` at a time, every track's windows of a block from one
+    ``_Spectra``: shared where the tracks' windows are the same, and dropped after the block."""
     residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
     residual_hz = float(midi_to_hz(residual_note))
     centres = np.round(times * sample_rate).astype(int)
-    harmonics = np.zeros((times.size, MAX_HARMONIC))
-    residual = np.zeros((times.size, MAX_HARMONIC))
-    f0s = midi_to_hz(note.pitch + pitch.at(times)) if note.pitched else [None] * times.size
-    phases = np.zeros((times.size, MAX_HARMONIC))
-    for k, (centre, f0) in enumerate(zip(centres, f0s)):
-        if f0 is not None:
-            harmonics[k], phases[k] = harmonics_at(audio, sample_rate, centre, f0)
-        residual[k] = residual_amplitudes(audio, sample_rate, centre, f0, residual_hz)
+    harmonics = np.zeros((len(tracks), times.size, MAX_HARMONIC))
+    residual = np.zeros((len(tracks), times.size, MAX_HARMONIC))
+    phases = np.zeros((len(tracks), times.size, MAX_HARMONIC))
+    f0s = [midi_to_hz(note.pitch + track.at(times)) if note.pitched else [None] * times.size for track in tracks]
+    for block in range(0, times.size, BLOCK_KEYFRAMES):
+        keyframes = range(block, min(block + BLOCK_KEYFRAMES, times.size))
+        spectra = _Spectra(audio)
+        spectra.prepare([(centres[k], harmonic_window(sample_rate, f0[k])) for f0 in f0s for k in keyframes
+                         if f0[k] is not None] +
+                        [(centres[k], residual_window(sample_rate, f0[k])) for f0 in f0s for k in keyframes])
+        for track, f0 in enumerate(f0s):
+            for k in keyframes:
+                if f0[k] is not None:
+                    harmonics[track, k], phases[track, k] = harmonics_at(spectra, sample_rate, centres[k], f0[k])
+                residual[track, k] = residual_amplitudes(audio, spectra, sample_rate, centres[k], f0[k], residual_hz)
+    return [_resynthesis(note, duration, times, track, harmonics[k], phases[k], residual[k], residual_note)
+            for k, track in enumerate(tracks)]
+
+
+def _resynthesis(note: Note, duration: float, times: np.ndarray, pitch: PitchTrack, harmonics: np.ndarray,
+                 phases: np.ndarray, residual: np.ndarray, residual_note: int) -> Resynthesis:
     # One set of phases for every frame, the loudest instant's: frames then morph without cancelling.
     phases = phases[int(np.argmax((harmonics**2).sum(axis=1)))]
     random_phases = np.random.default_rng(RESIDUAL_PHASE_SEED).uniform(0.0, 2.0 * np.pi, MAX_HARMONIC)
