@@ -10,8 +10,12 @@ import struct
 import numpy as np
 import pytest
 
+from converter.analysis.audio import fit_length, to_model_rate
+from converter.analysis.note import Note
 from converter.matching.decode import decode_outputs
 from converter.matching.model import PresetModel
+from converter.vital.preset import preset_from_vector
+from converter.vital.render import SAMPLE_RATE, render
 from training import evaluate as evaluation
 from training import instruments
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
@@ -19,10 +23,11 @@ from training.evaluate import (
     OUT_OF_DOMAIN,
     SET_LABELS,
     Target,
+    as_labelled,
     choose,
-    fit_length,
+    heard_notes,
     parameter_errors,
-    render_candidate,
+    render_answer,
     rendered_distances,
 )
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, instrument_note, instrument_notes, midi_file
@@ -111,19 +116,41 @@ def test_fit_length_crops_and_pads():
     np.testing.assert_array_equal(fit_length(audio, 7), [0, 1, 2, 3, 4, 0, 0])
 
 
+def _clip(audio: np.ndarray) -> np.ndarray:
+    """A Vital render as a dataset clip: 24 kHz mono, 5 s from note-on."""
+    return fit_length(to_model_rate(audio, SAMPLE_RATE), 5 * 24000)
+
+
 @pytest.mark.slow
 def test_choose_keeps_the_candidate_that_renders_like_the_target(space):
     performance = Performance(57, 0.8, 0.5)
+    note = Note(57, 0.0, True, 1.0, 0.5)
     right = _vector(space, filter_1_on=1.0, filter_1_cutoff=0.35)
     wrong = random_candidates(performance, 2, seed=3, key=0, space=space)
-    samples = round(performance.duration * 24000)
-    target = Target("sampled", render_candidate(right, performance, samples), performance, right)
+    target = Target("sampled", _clip(render_answer(right, note, 0.8)), note, 0.8, right)
     choices = choose([target, target], {"all": [np.stack([wrong[0], right, wrong[1]])] * 2,
                                         "wrong": [wrong[:1], wrong[1:]]})
     np.testing.assert_array_equal(choices["all"].vectors, [right, right])
     best, alone = choices["all"], choices["wrong"]
     np.testing.assert_allclose([best.mrstft, best.lsd, best.mfcc], 0.0, atol=1e-6)  # renders are repeatable
     assert alone.mrstft.min() > 1.0 and alone.render_seconds > 0.0
+
+
+@pytest.mark.slow
+def test_answers_are_played_at_the_note_the_sound_is_heard_at(space):
+    """C3 with a +12 oscillator sounds like C4 with none: the label says C4 and 0, and so must the render."""
+    played = Performance(48, 0.8, 0.5)
+    truth = _vector(space, osc_1_on=1.0, osc_1_level=0.8, osc_1_transpose=space["osc_1_transpose"].normalise(12.0),
+                    filter_1_on=1.0, filter_1_cutoff=space["filter_1_cutoff"].normalise(70.0))
+    clip = _clip(render(preset_from_vector(truth), played.pitch, played.velocity, played.note_length,
+                        played.duration))  # as the dataset renders it
+    (note,), labels = heard_notes([played], truth[None])
+    transpose = space["osc_1_transpose"]
+    assert note.pitch == 60 and transpose.denormalise(float(labels[0, space.index(transpose.name)])) == 0
+    target = Target("sampled", clip, note, played.velocity, labels[0])
+    choices = choose([target], {"truth": [labels], "init": [init_candidates(space)]})
+    assert choices["truth"].mrstft[0] < 0.01 * choices["init"].mrstft[0], choices  # played at C3: about 0.4
+    assert parameter_errors(labels, as_labelled(choices["truth"].vectors, [note]), space)["all"].knob_error == 0.0
 
 
 @pytest.mark.slow

@@ -1,13 +1,16 @@
 """`vinv-evaluate`: how close do predicted presets *sound*, next to the baselines, per kind of sound.
 
-Each method's preset for a held-out sound is rendered with Vital at the sound's pitch, velocity
-and note length and compared with it at 24 kHz over the note plus its one-second tail: MR-STFT
-distance (the headline; RMS-normalised, what the converter scores and refines with; training
-grades parameters, not audio), log-spectral distance and MFCC L1. A method offering several
+Each method's preset for a held-out sound is played as the converter plays an answer: tuned to the
+note the sound is heard at (``converter.convert.tune``), rendered by Vital at that note, the sound's
+velocity and note length, and compared with it by the converter's ``Comparison`` (24 kHz, the note
+plus its one-second tail): MR-STFT distance (the headline; RMS-normalised, what the converter scores
+and refines with; training grades parameters, not audio), log-spectral distance and MFCC L1. The
+heard note of a dataset sound is the one training labels it with (``heard_note_targets``: the played
+note moved by its lowest loud oscillator's transpose, which the model cannot hear apart). A method offering several
 candidates (the flow head's samples, the random search) keeps the candidate that renders closest
 and pays one render per candidate, which is the cost the model must undercut. The baselines of
 training/baselines.py run in the same pass on the same sounds, so every number has its yardstick;
-dataset sounds also get parameter errors per group, and the optional out-of-domain set
+dataset sounds also get parameter errors per group against those same labels, and the optional out-of-domain set
 (training/instruments.py) shows how the model does on sounds Vital did not make.
 """
 
@@ -20,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +31,12 @@ import torch
 from tqdm import tqdm
 
 from converter.analysis.audio import MODEL_SAMPLE_RATE, fit_length, to_model_rate
+from converter.analysis.note import Note
+from converter.convert import tune
 from converter.files import atomic_write_bytes
 from converter.matching.decode import decode_outputs
-from converter.matching.distance import log_spectral_distance, mfcc_distance, prepare_target
-from converter.matching.scoring import SCORE_SAMPLE_RATE, score_seconds
+from converter.matching.distance import log_spectral_distance, mfcc_distance
+from converter.matching.scoring import Comparison, score_seconds
 from converter.vital.parameters import Kind, ParameterSpace, parameter_space
 from converter.vital.preset import preset_from_vector
 from converter.vital.render import SAMPLE_RATE, RenderError, render
@@ -40,7 +45,7 @@ from training.checkpoint import CheckpointError, load_checkpoint
 from training.dataset import SOURCES, DatasetError, ExampleSet
 from training.frontend import prepare_clip
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, InstrumentNote, instrument_notes
-from training.losses import audible_mask, canonical_order
+from training.losses import audible_mask, canonical_order, heard_note_targets
 from training.model import ParameterModel
 from training.sampling import Performance
 
@@ -51,6 +56,8 @@ SET_LABELS = {
     "real": "real presets",
     "variant": "real-preset variants",
     "foreign": "foreign wavetables",
+    "prior": "patches drawn from the real presets' prior",
+    "recombined": "real presets recombined section by section",
     ALL: "all held-out dataset sounds",
     OUT_OF_DOMAIN: "out of domain: General MIDI instrument notes played by fluidsynth",
 }
@@ -71,22 +78,32 @@ class EvaluationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Target:
-    """One sound to match: its 5 s clip from note-on, how it was played, its true vector if known."""
+    """One sound to match: its 5 s, 24 kHz clip from note-on, the note it is heard at (and held for),
+    its velocity, and its true vector restated for that note (what training predicts) if known."""
 
     set_name: str
     clip: np.ndarray
-    performance: Performance
+    note: Note
+    velocity: float
     truth: np.ndarray | None = None
 
     @property
-    def reference(self) -> np.ndarray:
-        """What renders are compared with: the note and its tail, as long as the renders are."""
-        return fit_length(self.clip, comparison_samples(self.performance))
+    def performance(self) -> Performance:
+        """How every method's answer is played: at the heard note."""
+        return Performance(self.note.pitch, self.velocity, self.note.length)
 
 
-def comparison_samples(performance: Performance) -> int:
-    """Samples compared, as the converter compares (``converter.matching.scoring``: 24 kHz, note and tail)."""
-    return round(score_seconds(performance.note_length) * SCORE_SAMPLE_RATE)
+def heard_notes(performances: Sequence[Performance],
+                truths: np.ndarray | None = None) -> tuple[list[Note], np.ndarray | None]:
+    """The note each played sound is heard at, and its (P,) true vector restated for that note.
+
+    With true vectors, both come from ``heard_note_targets``, training's labels; without them (an
+    instrument note, or vectors of unknown origin) the sound is taken to be heard at the played pitch.
+    """
+    if truths is None:
+        return [Note(p.pitch, 0.0, True, 1.0, p.note_length) for p in performances], None
+    labels, notes, cents = heard_note_targets(truths, np.array([p.pitch for p in performances]))
+    return [Note(int(n), float(c), True, 1.0, p.note_length) for n, c, p in zip(notes, cents, performances)], labels
 
 
 def dataset_targets(examples: ExampleSet, per_source: int | None) -> list[Target]:
@@ -99,15 +116,17 @@ def dataset_targets(examples: ExampleSet, per_source: int | None) -> list[Target
     targets = []
     for start in range(0, len(positions), BATCH_SIZE):
         batch = positions[start:start + BATCH_SIZE]
-        for position, clip in zip(batch, examples.audio_batch(batch)):
-            meta = examples.meta[position]
-            performance = Performance(int(meta["pitch"]), float(meta["velocity"]), float(meta["note_length"]))
-            targets.append(Target(SOURCES[int(meta["source"])], clip, performance, examples.params[position].copy()))
+        meta = examples.meta[batch]
+        performances = [Performance(int(m["pitch"]), float(m["velocity"]), float(m["note_length"])) for m in meta]
+        notes, truths = heard_notes(performances, examples.params[batch])
+        targets += [Target(SOURCES[int(m["source"])], clip, note, p.velocity, truth)
+                    for m, clip, note, p, truth in zip(meta, examples.audio_batch(batch), notes, performances, truths)]
     return targets
 
 
 def out_of_domain_targets(notes: Sequence[InstrumentNote]) -> list[Target]:
-    return [Target(OUT_OF_DOMAIN, note.audio, Performance(note.pitch, note.velocity, note.note_length))
+    """General MIDI notes sound at the pitch fluidsynth played them at."""
+    return [Target(OUT_OF_DOMAIN, note.audio, Note(note.pitch, 0.0, True, 1.0, note.note_length), note.velocity)
             for note in notes]
 
 
@@ -163,36 +182,37 @@ def parameter_errors(truth: np.ndarray, predicted: np.ndarray,
 # ---------------------------------------------------------------------------------------- rendering
 
 
-def render_candidate(vector: np.ndarray, performance: Performance, samples: int) -> np.ndarray:
-    """Vital's 24 kHz mono render of one vector for this note; silence if Vital refuses it."""
+def render_answer(vector: np.ndarray, note: Note, velocity: float) -> np.ndarray:
+    """Vital's render (its rate, (2, n)) of a vector played as the converter plays an answer: tuned so
+    its lowest loud oscillator sounds at ``note`` (``tune``), at that note, as long as it is compared.
+    Silence if Vital refuses it."""
     try:
-        audio = render(preset_from_vector(vector), performance.pitch, performance.velocity,
-                       performance.note_length, performance.duration)
+        audio = render(preset_from_vector(tune(vector, note)), note.pitch, velocity, note.length,
+                       score_seconds(note.length))
     except RenderError:
-        return np.zeros(samples, dtype=np.float32)
-    mono = to_model_rate(audio, SAMPLE_RATE)
-    if not np.all(np.isfinite(mono)):
-        return np.zeros(samples, dtype=np.float32)
-    return fit_length(mono, samples)
+        return np.zeros(1, dtype=np.float32)
+    return audio if np.all(np.isfinite(audio)) else np.zeros(1, dtype=np.float32)
 
 
-def rendered_distances(vectors: np.ndarray, clips: Sequence[np.ndarray],
-                       performances: Sequence[Performance]) -> np.ndarray:
-    """MR-STFT distance from each clip (from its onset) to Vital's render of its vector, played as the clip was."""
-    distances = []
-    for vector, clip, performance in zip(vectors, clips, performances):
-        reference = Target("", clip, performance).reference
-        distances.append(prepare_target(reference, MODEL_SAMPLE_RATE).distance(
-            render_candidate(vector, performance, reference.size)))
-    return np.array(distances)
+def rendered_distances(vectors: np.ndarray, clips: Sequence[np.ndarray], performances: Sequence[Performance],
+                       truths: np.ndarray | None = None) -> np.ndarray:
+    """MR-STFT distance from each 24 kHz clip (from its onset) to its vector played as the converter plays it.
+
+    The note comes from the clip's true vector when given (``heard_notes``), else the played pitch.
+    """
+    notes, _ = heard_notes(performances, truths)
+    return np.array([Comparison(clip, MODEL_SAMPLE_RATE, note.length).distance(
+        render_answer(vector, note, performance.velocity), SAMPLE_RATE)
+        for vector, clip, note, performance in zip(vectors, clips, notes, performances)])
 
 
 @dataclass(frozen=True)
 class _Task:
     """One target and every method's candidates for it: the target's spectra are computed once."""
 
-    reference: np.ndarray
-    performance: Performance
+    clip: np.ndarray
+    note: Note
+    velocity: float
     candidates: dict[str, np.ndarray]
 
 
@@ -207,17 +227,18 @@ class _Scored:
 
 def _score_task(task: _Task) -> dict[str, _Scored]:
     """Per method: render each candidate, keep the closest by MR-STFT, add its LSD and MFCC L1."""
-    target = prepare_target(task.reference, MODEL_SAMPLE_RATE)
+    comparison = Comparison(task.clip, MODEL_SAMPLE_RATE, task.note.length)
+    reference = fit_length(task.clip, comparison.samples)
     scored = {}
     for method, options in task.candidates.items():
         started = time.process_time()
-        renders = [render_candidate(vector, task.performance, task.reference.size) for vector in options]
-        distances = [target.distance(audio) for audio in renders]
+        renders = [render_answer(vector, task.note, task.velocity) for vector in options]
+        distances = [comparison.distance(audio, SAMPLE_RATE) for audio in renders]
         kept = int(np.argmin(distances))
         seconds = time.process_time() - started
-        scored[method] = _Scored(kept, distances[kept],
-                                 log_spectral_distance(task.reference, renders[kept], MODEL_SAMPLE_RATE),
-                                 mfcc_distance(task.reference, renders[kept], MODEL_SAMPLE_RATE), seconds)
+        heard = fit_length(to_model_rate(renders[kept], SAMPLE_RATE), comparison.samples)
+        scored[method] = _Scored(kept, distances[kept], log_spectral_distance(reference, heard, MODEL_SAMPLE_RATE),
+                                 mfcc_distance(reference, heard, MODEL_SAMPLE_RATE), seconds)
     return scored
 
 
@@ -244,7 +265,7 @@ class Choice:
 def choose(targets: Sequence[Target], candidates: dict[str, Sequence[np.ndarray]], imap: Callable = map,
            progress: bool = False) -> dict[str, Choice]:
     """Render every method's candidates ((C, P) per target) and keep, per target, the closest one."""
-    tasks = (_Task(t.reference, t.performance, {m: options[n] for m, options in candidates.items()})
+    tasks = (_Task(t.clip, t.note, t.velocity, {m: options[n] for m, options in candidates.items()})
              for n, t in enumerate(targets))
     results = list(tqdm(imap(_score_task, tasks), total=len(targets), unit="sound", disable=not progress))
     choices = {}
@@ -315,14 +336,16 @@ def ask_model(model: ParameterModel, clips: Sequence[np.ndarray], k: int, seed: 
 
 
 def neighbour_index(model: ParameterModel, examples: ExampleSet, count: int, seed: int) -> NearestNeighbours:
-    """Embeddings of up to ``count`` training examples (a seeded random subset), with their vectors."""
+    """Embeddings of up to ``count`` training examples (a seeded random subset), with their vectors as
+    training labels them (``heard_note_targets``), so a retrieved vector is an answer like the model's."""
     if not len(examples):
         raise EvaluationError(f"{examples.folder} has no training examples for the nearest-neighbour baseline")
     rng = np.random.default_rng([seed, EMBEDDING_STREAM])
     chosen = np.sort(rng.permutation(len(examples))[:count])
     embeddings = [embed_clips(model, examples.audio_batch(chosen[s:s + BATCH_SIZE]))  # a batch in memory at a time
                   for s in range(0, len(chosen), BATCH_SIZE)]
-    return NearestNeighbours(np.concatenate(embeddings), examples.params[chosen])
+    labels, _, _ = heard_note_targets(examples.params[chosen], examples.meta["pitch"][chosen])
+    return NearestNeighbours(np.concatenate(embeddings), labels)
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -372,12 +395,14 @@ class Report:
             f"Checkpoint `{self.checkpoint}` on `{self.dataset}` (split `{self.split}`, {limit}); "
             f"{self.workers} render workers.",
             "",
-            "Every preset is rendered with Vital at the sound's pitch, velocity and note length and compared over "
-            "the note plus its one-second tail at 24 kHz. MR-STFT: RMS-normalised multi-resolution STFT distance "
-            "(auraloss's; the converter's match score), median over sounds; × init: that median over the init "
-            "patch's; LSD: log-spectral distance (dB); MFCC: mean |difference| of 20 MFCCs. Renders and seconds "
-            "are what choosing the preset costs per sound: model inference or patch sampling (wall time) plus, for methods "
-            "that pick among candidates, the CPU time of rendering and scoring them (embedding the retrieval "
+            "Every preset is played as the converter plays an answer: tuned to the note the sound is heard at "
+            "(for dataset sounds the note training labels it with), rendered with Vital at that note, the sound's "
+            "velocity and note length, and compared over the note plus its one-second tail at 24 kHz. MR-STFT: "
+            "RMS-normalised multi-resolution STFT distance (auraloss's; the converter's match score), median over "
+            "sounds; × init: that median over the init patch's on the same notes; LSD: log-spectral distance (dB); "
+            "MFCC: mean |difference| of 20 MFCCs. Renders and seconds are what choosing the preset costs per sound: "
+            "model inference or patch sampling (wall time) plus, for methods that pick among candidates, the CPU "
+            "time of rendering and scoring them (embedding the retrieval "
             f"index took {self.index_seconds:.1f} s once).",
         ]
         for report in self.sets.values():
@@ -415,7 +440,9 @@ def _parameter_tables(errors: dict[str, dict[str, GroupError]], labels: dict[str
     methods = list(errors)
     groups = list(next(iter(errors.values())))
     lines = ["", "## Parameter error on the held-out dataset sounds", "",
-             "Vectors in canonical unit order; values the target's sound cannot reveal (units that are off, "
+             "Against training's labels (oscillators restated for the heard note, filter keytracking folded into "
+             "the cutoff), each answer with its overall transposition removed as the converter's tuning removes "
+             "it; vectors in canonical unit order; values the target's sound cannot reveal (units that are off, "
              "unrouted modulators) are not graded."]
     header = "| group | graded values | " + " | ".join(labels[m] for m in methods) + " |"
     rule = "|---|---|" + "---|" * len(methods)
@@ -444,6 +471,12 @@ def _set_report(name: str, members: np.ndarray, choices: dict[str, Choice], rend
 
 
 # ----------------------------------------------------------------------------------------- evaluate
+
+
+def as_labelled(vectors: np.ndarray, notes: Sequence[Note]) -> np.ndarray:
+    """(n, P) answers stated as training labels them: all oscillators shifted so the lowest loud one is at
+    0 (``tune`` without cents, ``heard_note_targets``' rule), the transposition the converter discards."""
+    return np.stack([tune(vector, replace(note, cents=0.0)) for vector, note in zip(vectors, notes)])
 
 
 def propose(targets: Sequence[Target], answers: ModelAnswers, index: NearestNeighbours, search: int, seed: int,
@@ -525,7 +558,8 @@ def evaluate_model(
     errors = {}
     if known.size:
         truth = np.stack([targets[n].truth for n in known])
-        errors = {m: parameter_errors(truth, choice.vectors[known], space) for m, choice in choices.items()}
+        errors = {m: parameter_errors(truth, as_labelled(choice.vectors[known], [targets[n].note for n in known]),
+                                      space) for m, choice in choices.items()}
     labels = {
         "model": "model (regression heads)",
         "model_sample": "model, one flow sample",
@@ -556,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dataset_dir", type=Path)
     parser.add_argument("--split", choices=("train", "validation", "test"), default="test")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="at most N sounds of each source (sampled, real, variant, foreign)")
+                        help=f"at most N sounds of each source ({', '.join(SOURCES)})")
     parser.add_argument("--search", type=int, default=64, metavar="N",
                         help="random patches the search baseline renders")
     parser.add_argument("--k", type=int, default=8, help="flow samples behind 'best of K'")
