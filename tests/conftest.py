@@ -122,7 +122,7 @@ def sampled_renders() -> tuple[np.ndarray, list]:
     from training.dataset import INT16_FULL_SCALE, load_sources, make_patch_examples
     from training.sampling import Performance, lhs_design
 
-    sources = load_sources(1, (1.0, 0.0, 0.0, 0.0), None, None)
+    sources = load_sources(1, (1.0, 0.0, 0.0, 0.0, 0.0, 0.0), None, None)
     rows = lhs_design(1, 0, 12, parameter_space())
     examples = [make_patch_examples(sources, index, row, Counter(), notes=1)[0] for index, row in enumerate(rows)]
     clips = np.stack([example.audio for example in examples]).astype(np.float32) / INT16_FULL_SCALE
