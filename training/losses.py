@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from converter.matching.decode import MODULATION_THRESHOLD, output_slices
+from converter.matching.tuning import pitch_offsets, raw_column, shift_oscillators
 from converter.vital import parameters
 from converter.vital.parameters import (
     EFFECT_KNOBS,
@@ -153,47 +154,24 @@ def heard_note_targets(vectors: np.ndarray, pitches: np.ndarray,
 
     The model hears the played MIDI note plus its loud oscillators' transpose, never the two apart,
     and ``converter.convert.tune`` later puts the lowest loud oscillator at the detected note. So the
-    oscillators are shifted together until that one is at 0, as ``tune`` does with no cents (this is
-    its rule for a whole dataset at once; tests hold the two equal), and the heard note is the played
+    oscillators are shifted together until that one is at 0, as ``tune`` does with no cents (both use
+    ``converter.matching.tuning``), and the heard note is the played
     note plus the removed interval, rounded as a note detector would (the rest are its cents). One
     note cannot show filter keytracking either, only the cutoff it gives: keytrack becomes the table's
     default and the cutoff the one that sounds the same at the heard note (both are in semitones).
     """
     space = space or parameter_space()
-    targets = np.array(np.atleast_2d(vectors), dtype=np.float32)
     pitches = np.asarray(pitches, dtype=np.float64)
-
-    def raw(name: str) -> np.ndarray:
-        """``denormalise`` of a whole column (these are plain ranges: switches, levels, semitones)."""
-        parameter = space[name]
-        values = parameter.low + np.clip(targets[:, space.index(name)], 0.0, 1.0) * (parameter.high - parameter.low)
-        return np.round(values) if parameter.kind in (Kind.INTEGER, Kind.SWITCH) else values
-
-    def put(name: str, values: np.ndarray, rows: np.ndarray) -> None:
-        parameter = space[name]
-        targets[rows, space.index(name)] = np.clip((values[rows] - parameter.low) / (parameter.high - parameter.low),
-                                                   0.0, 1.0)
-
-    offsets = np.stack([raw(f"osc_{n}_transpose") + raw(f"osc_{n}_tune") for n in OSCILLATORS], axis=1)
-    levels = np.stack([raw(f"osc_{n}_level") * raw(f"osc_{n}_on") for n in OSCILLATORS], axis=1)
-    loudest = levels.max(axis=1)
-    pitched = loudest > 0.0
-    reference = np.where(levels >= 0.5 * loudest[:, None], offsets, np.inf).min(axis=1)
-    shift = np.where(pitched, -reference, 0.0)
-    for column, n in enumerate(OSCILLATORS):
-        transpose = space[f"osc_{n}_transpose"]
-        total = offsets[:, column] + shift
-        semitones = np.clip(np.round(total), transpose.low, transpose.high)
-        put(transpose.name, semitones, pitched)
-        put(f"osc_{n}_tune", total - semitones, pitched)
-    heard = pitches - shift
+    shift = -pitch_offsets(vectors, space)
+    targets = shift_oscillators(vectors, shift, space)
+    heard = pitches - np.nan_to_num(shift)
     notes = np.clip(np.round(heard), 0, 127).astype(np.int64)
     cents = 100.0 * (heard - notes)
     for n in FILTERS:
         cutoff, keytrack = space[f"filter_{n}_cutoff"], space[f"filter_{n}_keytrack"]
-        heard_cutoff = (raw(cutoff.name) + raw(keytrack.name) * (pitches - KEYTRACK_CENTRE)
-                        - keytrack.default * (notes - KEYTRACK_CENTRE))
-        put(cutoff.name, heard_cutoff, np.ones(len(targets), dtype=bool))
+        keytracked = raw_column(targets, keytrack, space) * (pitches - KEYTRACK_CENTRE)
+        heard_cutoff = raw_column(targets, cutoff, space) + keytracked - keytrack.default * (notes - KEYTRACK_CENTRE)
+        targets[:, space.index(cutoff.name)] = np.clip((heard_cutoff - cutoff.low) / (cutoff.high - cutoff.low), 0, 1)
         targets[:, space.index(keytrack.name)] = keytrack.normalise(keytrack.default)
     return targets, notes, cents
 
