@@ -294,6 +294,10 @@ class ConversionPool:
         """Start a worker and raise WorkerSetupError if it cannot load the model."""
         self._executor.submit(check_worker).result()
 
+    def warm(self) -> None:
+        """Start a worker now, without waiting for it: it loads the model while a file settles."""
+        self._executor.submit(check_worker)
+
     def submit(self, job: Job) -> Future:
         """Queue ``job``; the future gives its JobOutcome (or WorkerSetupError), and is cancelled by ``close``."""
         outcome: Future = Future()

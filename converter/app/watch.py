@@ -211,6 +211,10 @@ class WatchedFolder:
                 return
             self._ready.pop(path, None)
             self._settling[path] = (time.monotonic() + self.settle_seconds, size_and_mtime(path))
+            if self._pool is None:  # workers let go for idleness start while the file settles, not after
+                self._pool = ConversionPool(self.workers, self._setup)
+                self._pool.warm()
+            self._last_activity = time.monotonic()
             self._wake.notify_all()
 
     def _is_input(self, path: Path) -> bool:
