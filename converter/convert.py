@@ -51,7 +51,8 @@ from converter.matching.model import PresetModel
 from converter.matching.refine import VELOCITY, refine
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.matching.scoring import Comparison
-from converter.vital.parameters import OSCILLATORS, ParameterSpace, control, parameter_space
+from converter.matching.tuning import pitch_offsets, shift_oscillators
+from converter.vital.parameters import ParameterSpace, control, parameter_space
 from converter.vital.preset import add_route, preset_from_vector, write_preset
 from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
 
@@ -139,28 +140,11 @@ def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) ->
     detune that the detected note includes. Moving all oscillators together keeps their intervals
     (octave layers, fifths, unison detunes) and puts the fundamental where the input has it.
     """
-    space = space or parameter_space()
     vector = np.array(vector, dtype=np.float32)
     if not note.pitched:
         return vector
-
-    def raw(name: str) -> float:
-        return space[name].denormalise(float(vector[space.index(name)]))
-
-    offsets = {n: raw(f"osc_{n}_transpose") + raw(f"osc_{n}_tune") for n in OSCILLATORS}
-    levels = {n: raw(f"osc_{n}_level") * raw(f"osc_{n}_on") for n in OSCILLATORS}
-    loudest = max(levels.values())
-    if loudest <= 0.0:
-        return vector
-    reference = min(offsets[n] for n in OSCILLATORS if levels[n] >= 0.5 * loudest)
-    shift = note.cents / 100.0 - reference
-    for n in OSCILLATORS:
-        transpose, tune_ = space[f"osc_{n}_transpose"], space[f"osc_{n}_tune"]
-        total = offsets[n] + shift
-        semitones = float(np.clip(round(total), transpose.low, transpose.high))
-        vector[space.index(transpose.name)] = transpose.normalise(semitones)
-        vector[space.index(tune_.name)] = tune_.normalise(total - semitones)
-    return vector
+    shift = note.cents / 100.0 - pitch_offsets(vector, space)
+    return shift_oscillators(vector, shift, space)[0]
 
 
 @dataclass(frozen=True)
