@@ -624,12 +624,13 @@ class _AudioView:
 
 
 class ExampleSet:
-    """The complete shards of a dataset folder, optionally one split, ordered by global example index."""
+    """The complete shards of a dataset (a folder, or a set's name in the user cache), optionally one
+    split, ordered by global example index."""
 
     def __init__(self, folder: str | os.PathLike[str], split: str | None = "train") -> None:
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-        self.folder = Path(folder)
+        self.folder = dataset_folder(folder)
         manifest_path = self.folder / "manifest.json"
         if not manifest_path.exists():
             raise DatasetError(f"{self.folder} is not a dataset (no manifest.json)")

@@ -587,7 +587,7 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset_dir: str | os.PathLike[
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vinv-evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("dataset_dir", type=Path)
+    parser.add_argument("dataset_dir", type=Path, help="a set vinv-dataset built: its name (user cache) or folder")
     parser.add_argument("--split", choices=("train", "validation", "test"), default="test")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help=f"at most N sounds of each source ({', '.join(SOURCES)})")

@@ -102,7 +102,7 @@ def learning_rate(base: float, step: int, progress: float) -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vinv-train", description="Train a vinv parameter model on a dataset.")
-    parser.add_argument("dataset", type=Path, help="dataset folder written by vinv-dataset")
+    parser.add_argument("dataset", type=Path, help="a set vinv-dataset built: its name (user cache) or folder")
     parser.add_argument("--out", type=Path, required=True, help="run folder (e.g. runs/NAME)")
     parser.add_argument("--encoder", choices=("compact", "mert"), default="compact")
     parser.add_argument("--mert-weights", type=Path, help="local folder with MERT-v1-95M's weights")
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.to(device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    cache_dir = args.cache_dir or args.dataset / "features"
+    cache_dir = args.cache_dir or train_set.folder / "features"
     train_features = val_features = None
     if not args.no_cache:
         if leader:
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total_steps = args.epochs * train.steps_per_epoch()
     deadline = invoked + args.minutes * 60 if args.minutes else None
     recipe = {"id": out.name, "command": command, "seed": args.seed, "encoder": model.encoder_kind,
-              "dataset": {"folder": str(args.dataset), "train": len(train_set), "validation": len(val_set),
+              "dataset": {"folder": str(train_set.folder), "train": len(train_set), "validation": len(val_set),
                           "manifest": {k: v for k, v in train_set.manifest.items() if not isinstance(v, (list, dict))}},
               "space_version": parameter_space().version, "parameters": parameters, "world_size": world,
               "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes,
