@@ -1,6 +1,7 @@
 """How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
 
-Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2] [--random 64]`` from the repo
+Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2] [--refine-renders 30]
+[--random 64]`` from the repo
 root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
 instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
 
@@ -16,6 +17,8 @@ sessions compare like with like:
 Each figure is the median over a source of the MR-STFT distance from the input to the preview that
 ``convert()`` wrote (``ConversionResult.distance``), divided by the distance of Vital's init patch
 played at the same note for the same time: 1.0 is no better than init, lower is better.
+``--refine-renders N`` runs best with a search of exactly N renders instead of a time budget: its
+figures do not depend on how busy the machine is, so search changes compare like with like.
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
 at the detected note (N renders per sound).
 """
@@ -92,8 +95,9 @@ def build_heldout(folder: Path) -> None:
 
 
 def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
-    """(distance, init distance, seconds, method) of one conversion, or of the best of N random
-    sampler patches played at the detected note when the mode is ``random-N`` (the search baseline)."""
+    """(distance, init distance, seconds, method) of one conversion, of best refined with exactly N
+    renders when the mode is ``renders-N``, or of the best of N random sampler patches played at the
+    detected note when the mode is ``random-N`` (the search baseline)."""
     path, mode, refine_seconds = task
     from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, convert, render_preview, score
@@ -103,6 +107,8 @@ def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
     started = time.perf_counter()
     if mode.startswith("random-"):
         distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
+    elif mode.startswith("renders-"):
+        distance, method = _refine_renders(analysis, path.stem, int(mode.split("-")[1]))
     else:
         with tempfile.TemporaryDirectory() as out:
             result = convert(path, out_dir=out, mode=mode, refine_seconds=refine_seconds, threads=1)
@@ -110,6 +116,16 @@ def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
     seconds = time.perf_counter() - started
     init = score(analysis, render_preview(init_preset(), analysis.note))
     return distance, init, seconds, method
+
+
+def _refine_renders(analysis, name: str, renders: int) -> tuple[float, str]:
+    """convert()'s best mode with a search of exactly ``renders`` renders: (distance, method)."""
+    from converter.convert import _shipped_model, build_candidates, rank_candidates, refine_best
+
+    candidates = build_candidates(analysis, _shipped_model(1), "best", name=name)
+    best, _ = refine_best(rank_candidates(candidates, analysis)[0], analysis, seconds=float("inf"),
+                          max_renders=renders)
+    return best.distance, best.candidate.method
 
 
 def _random_search(analysis, count: int) -> float:
@@ -137,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="*", default=["resynth", "patch", "best"])
     parser.add_argument("--refine", type=float, default=0.0, help="also run best with this many seconds of search")
+    parser.add_argument("--refine-renders", type=int, default=0, metavar="N",
+                        help="also run best with a search of exactly N renders (independent of machine load)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, help="sounds per source")
     parser.add_argument("--random", type=int, default=0, metavar="N",
@@ -145,6 +163,7 @@ def main() -> None:
     folder = heldout_folder()
     build_heldout(folder)
     runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
+    runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
     print(f"held-out set: {folder}")
     print("| run | " + " | ".join(SOURCES) + " | s/file | winners |")
@@ -161,6 +180,7 @@ def main() -> None:
                     winners[method] = winners.get(method, 0) + 1
                 cells.append(f"{np.median(ratios):.3f} (n={len(ratios)})")
             label = mode + (f" --refine {refine_seconds:g}" if refine_seconds else "")
+            label = f"best --refine-renders {mode.split('-')[1]}" if mode.startswith("renders-") else label
             won = ", ".join(f"{method} {count}" for method, count in sorted(winners.items()))
             print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} | {won} |", flush=True)
 

@@ -266,14 +266,15 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     return sorted(scored, key=lambda entry: entry.distance)
 
 
-def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float,
+def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, max_renders: int | None = None,
                 space: ParameterSpace | None = None) -> tuple[ScoredCandidate, bool]:
-    """Search ``seconds`` for a closer version of the closest candidate (``converter.matching.refine``); the
-    search's answer is rendered fresh and scored like every candidate, and kept only if closer."""
+    """Search ``seconds`` (or ``max_renders``, whichever ends first) for a closer version of the closest
+    candidate (``converter.matching.refine``); the search's answer is rendered fresh and scored like every
+    candidate, and kept only if closer."""
     note = analysis.note
     try:
         refinement = refine(analysis.comparison, best.candidate.preset, pitch=note.pitch, note_length=note.length,
-                            seconds=seconds, seed=SEED, velocity=VELOCITY, space=space)
+                            seconds=seconds, seed=SEED, velocity=VELOCITY, max_renders=max_renders, space=space)
         if not refinement.improved:
             return best, False
         preview = render_preview(refinement.preset, note)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import Note
+from converter.convert import Candidate, ScoredCandidate, analyse, refine_best, render_preview, score
 from converter.matching.refine import refine, search_knobs
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.matching.scoring import Comparison
@@ -84,3 +86,15 @@ def test_leaves_a_resynthesis_sweep_and_pitch_alone():
     tracked = analyse_for_resynthesis(audio, SAMPLE_RATE, Note(57, 0.0, True, 1.0, 0.8))[0]
     controls = {knob.control for knob in search_knobs(resynthesis_preset(tracked))}
     assert "osc_1_level" in controls and not any(control.startswith("modulation_") for control in controls)
+
+
+def test_refine_best_keeps_only_a_closer_fresh_render():
+    target = render(preset_from_vector(patch(decay=0.25, cutoff=0.3)), PITCH, 0.8, NOTE_LENGTH, NOTE_LENGTH + 1.0)
+    analysis = analyse(InputAudio(target.mean(axis=0), SAMPLE_RATE))
+    start = preset_from_vector(patch(decay=0.6, cutoff=0.7))
+    preview = render_preview(start, analysis.note)
+    best = ScoredCandidate(Candidate("patch", start), preview, score(analysis, preview))
+    refined, improved = refine_best(best, analysis, seconds=600.0, max_renders=30)
+    assert improved and refined.distance < best.distance and refined.candidate.method == "patch"
+    assert refined.distance == score(analysis, render_preview(refined.candidate.preset, analysis.note))
+    assert refine_best(refined, analysis, seconds=600.0, max_renders=1) == (refined, False)  # only the start played
