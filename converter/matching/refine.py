@@ -20,10 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-with warnings.catch_warnings():  # pycma says it cannot plot without matplotlib: the search never plots
-    warnings.simplefilter("ignore")
-    import cma
-
 from converter.matching.scoring import SCORE_SAMPLE_RATE, Comparison, score_seconds
 from converter.vital.parameters import FILTERS, OSCILLATORS, ParameterSpace, parameter_space
 from converter.vital.render import RenderError, RenderSession
@@ -155,6 +151,7 @@ def refine(
     best, best_distance = origin, distance(origin)
     start_distance = best_distance
     if knobs and affordable():
+        cma = _import_cma()
         strategy = cma.CMAEvolutionStrategy(origin, INITIAL_STEP, {
             "bounds": [0.0, 1.0], "seed": seed + 1, "verbose": -9, "CMA_diagonal": True})
         while affordable() and not strategy.stop():
@@ -171,3 +168,12 @@ def refine(
             strategy.tell(asked, told)
     return Refinement(with_knobs(preset, knobs, low + best * span), float(best_distance), float(start_distance),
                       renders)
+
+
+def _import_cma():
+    """pycma, imported when a search runs: where scipy is installed it pulls in scipy.stats (~2 s),
+    which every worker and watcher start would pay otherwise."""
+    with warnings.catch_warnings():  # pycma says it cannot plot without matplotlib: the search never plots
+        warnings.simplefilter("ignore")
+        import cma
+    return cma
