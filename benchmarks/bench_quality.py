@@ -35,6 +35,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -94,11 +95,19 @@ def build_heldout(folder: Path) -> None:
         write("sampled", f"patch-{k:02d}", audio)
 
 
-def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
+@lru_cache(maxsize=1)
+def _model(path: Path | None):
+    """The model the conversions use: ``path``, or the shipped one; loaded once per worker."""
+    from converter.matching.model import PresetModel
+
+    return PresetModel.load(path, threads=1)
+
+
+def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, float, str]:
     """(distance, init distance, seconds, method) of one conversion, of best refined with exactly N
     renders when the mode is ``renders-N``, or of the best of N random sampler patches played at the
     detected note when the mode is ``random-N`` (the search baseline)."""
-    path, mode, refine_seconds = task
+    path, mode, refine_seconds, model_path = task
     from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, convert, render_preview, score
     from converter.vital.preset import init_preset
@@ -108,21 +117,22 @@ def _measure(task: tuple[Path, str, float]) -> tuple[float, float, float, str]:
     if mode.startswith("random-"):
         distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
     elif mode.startswith("renders-"):
-        distance, method = _refine_renders(analysis, path.stem, int(mode.split("-")[1]))
+        distance, method = _refine_renders(analysis, path.stem, int(mode.split("-")[1]), _model(model_path))
     else:
         with tempfile.TemporaryDirectory() as out:
-            result = convert(path, out_dir=out, mode=mode, refine_seconds=refine_seconds, threads=1)
+            result = convert(path, model=_model(model_path), out_dir=out, mode=mode, refine_seconds=refine_seconds,
+                             threads=1)
         distance, method = result.distance, result.method
     seconds = time.perf_counter() - started
     init = score(analysis, render_preview(init_preset(), analysis.note))
     return distance, init, seconds, method
 
 
-def _refine_renders(analysis, name: str, renders: int) -> tuple[float, str]:
+def _refine_renders(analysis, name: str, renders: int, model) -> tuple[float, str]:
     """convert()'s best mode with a search of exactly ``renders`` renders: (distance, method)."""
-    from converter.convert import _shipped_model, build_candidates, rank_candidates, refine_best
+    from converter.convert import build_candidates, rank_candidates, refine_best
 
-    candidates = build_candidates(analysis, _shipped_model(1), "best", name=name)
+    candidates = build_candidates(analysis, model, "best", name=name)
     best, _ = refine_best(rank_candidates(candidates, analysis)[0], analysis, seconds=float("inf"),
                           max_renders=renders)
     return best.distance, best.candidate.method
@@ -156,6 +166,7 @@ def main() -> None:
     parser.add_argument("--refine-renders", type=int, default=0, metavar="N",
                         help="also run best with a search of exactly N renders (independent of machine load)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="an exported vinv model to judge instead of the shipped one")
     parser.add_argument("--limit", type=int, help="sounds per source")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also the baseline: the best of N random sampler patches per sound")
@@ -165,7 +176,7 @@ def main() -> None:
     runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
     runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
-    print(f"held-out set: {folder}")
+    print(f"held-out set: {folder}; model: {args.model or 'shipped'}")
     print("| run | " + " | ".join(SOURCES) + " | s/file | winners |")
     print("|---|" + "---|" * (len(SOURCES) + 2))
     with ProcessPoolExecutor(args.workers) as pool:
@@ -173,7 +184,7 @@ def main() -> None:
             cells, seconds, winners = [], [], {}
             for source in SOURCES:
                 files = sorted((folder / source).glob("*.wav"))[: args.limit]
-                results = list(pool.map(_measure, [(path, mode, refine_seconds) for path in files]))
+                results = list(pool.map(_measure, [(path, mode, refine_seconds, args.model) for path in files]))
                 ratios = [distance / init for distance, init, _, _ in results]
                 seconds += [s for _, _, s, _ in results]
                 for *_, method in results:
