@@ -292,7 +292,8 @@ def render_preview(preset: dict, note: Note) -> np.ndarray:
 
 
 def score(analysis: Analysis, preview: np.ndarray) -> float:
-    """Distance from the input to a 44.1 kHz preview, as every part of vinv compares (``converter.matching.scoring``)."""
+    """Distance from the input to a 44.1 kHz preview, as every part of vinv compares
+    (``converter.matching.scoring``)."""
     return analysis.comparison.distance(preview, SAMPLE_RATE)
 
 
@@ -337,7 +338,8 @@ def summarise(preset: dict) -> str:
             parts.append(f"osc {osc}: {table}")
     routes = {(route.get("source"), route.get("destination")) for route in settings.get("modulations", [])}
     if ("lfo_1", "osc_1_wave_frame") in routes or ("lfo_1", "osc_2_wave_frame") in routes:
-        parts.append(f"LFO 1 sweeps the tables over {2.0 ** -settings['lfo_1_frequency']:.2f} s")  # rate is 2^raw Hz
+        sweep_hz = control("lfo_1_frequency").unit_from_raw(settings["lfo_1_frequency"])
+        parts.append(f"LFO 1 sweeps the tables over {1.0 / sweep_hz:.2f} s")
     if ("lfo_2", "osc_1_transpose") in routes:
         parts.append("LFO 2 draws the pitch")
     if settings.get("sample_on"):
@@ -345,7 +347,8 @@ def summarise(preset: dict) -> str:
     for n in (1, 2):
         if settings.get(f"filter_{n}_on"):
             parts.append(f"filter {n} at {midi_to_hz(settings[f'filter_{n}_cutoff']):.0f} Hz")
-    times = [settings[f"env_1_{stage}"] ** 4 for stage in ("attack", "decay", "release")]  # raw^4 seconds
+    times = [control(f"env_1_{stage}").unit_from_raw(settings[f"env_1_{stage}"])
+             for stage in ("attack", "decay", "release")]
     parts.append("amp envelope A {:.2f} s D {:.2f} s S {:.0%} R {:.2f} s".format(
         times[0], times[1], settings["env_1_sustain"], times[2]))
     effects = [effect for effect in ("chorus", "delay", "reverb", "distortion", "flanger", "phaser", "compressor", "eq")

@@ -17,6 +17,7 @@ import numpy as np
 
 from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
 from converter.vital.lfo_shapes import LFOShape
+from converter.vital.parameters import control
 from converter.vital.preset import add_route, init_preset
 from converter.vital.wavetables import Wavetable
 
@@ -73,7 +74,7 @@ def _one_shot_lfo(settings: dict, lfo: int, resynthesis: Resynthesis, shape: LFO
     settings.update({
         f"lfo_{lfo}_sync_type": SUSTAIN_ENVELOPE,
         f"lfo_{lfo}_sync": SECONDS,
-        f"lfo_{lfo}_frequency": float(np.log2(1.0 / resynthesis.duration)),  # Vital's LFO rate is 2^raw Hz
+        f"lfo_{lfo}_frequency": control(f"lfo_{lfo}_frequency").raw_from_unit(1.0 / resynthesis.duration),
         f"lfo_{lfo}_phase": float(np.clip(resynthesis.sustain / resynthesis.duration, 0.0, 1.0)),
         f"lfo_{lfo}_smooth_mode": 0.0,
         f"lfo_{lfo}_delay_time": 0.0,
