@@ -162,6 +162,28 @@ def test_renamed_changed_and_fixed_files_are_converted_again(tmp_path, tiny_mode
     assert not leftovers(tmp_path)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify reports when a writer closes a file")
+def test_a_file_its_writer_closed_or_moved_in_converts_without_the_settle_wait(tmp_path, tiny_model_path):
+    inbox, staging = tmp_path / "inbox", tmp_path / "staging"
+    inbox.mkdir()
+    staging.mkdir()
+    outcomes = []
+    data = wav_bytes()
+    with WatchedFolder(inbox, workers=1, model=tiny_model_path, settle_seconds=600.0, on_outcome=outcomes.append):
+        with open(inbox / "copying.wav", "wb") as copying:
+            copying.write(data[: len(data) // 2])
+            copying.flush()
+            write_tone(inbox / "kick.wav")
+            write_tone(staging / "snare.wav")
+            os.replace(staging / "snare.wav", inbox / "snare.wav")
+            wait_for(lambda: len(outcomes) == 2, 120, "the closed and the moved-in file")
+            assert converted(inbox / "kick.wav") and converted(inbox / "snare.wav")
+            assert not converted(inbox / "copying.wav") and not reported(inbox / "copying.wav")
+            copying.write(data[len(data) // 2 :])
+        wait_for(lambda: len(outcomes) == 3, 120, "the copy, once its writer closed it")
+    assert converted(inbox / "copying.wav") and not reported(inbox / "copying.wav")
+
+
 def start_daemon(inbox: Path, model: Path, home: Path) -> subprocess.Popen:
     """``vinv-watch INBOX --model MODEL`` with platformdirs pointed into ``home`` (its stderr appends to a file)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"),

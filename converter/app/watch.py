@@ -2,7 +2,10 @@
 
 A watchdog observer (inotify, FSEvents or ReadDirectoryChangesW: no polling) reports changes; a
 file is converted once it has stopped changing for ``settle_seconds`` and opens for reading, so a
-slow copy is never read half-written. On start the folder is scanned for what arrived while the
+slow copy is never read half-written. On Linux, inotify also says when a file is opened and when
+its writer closes it, so a file that was closed after writing, or that appeared without anyone
+opening it (moved in), is whole: it waits only ``FINISHED_SETTLE_SECONDS``, which takes most of
+the settle time off a dropped sample's wait. On start the folder is scanned for what arrived while the
 daemon was off. Conversions run in worker processes (see converter.app.jobs.ConversionPool), which are
 started when work arrives and let go after ``worker_idle_seconds`` without any, so an idle daemon
 holds little memory and uses no CPU. A file that fails gets ``<stem>.vinv-error.txt`` beside it and
@@ -36,6 +39,7 @@ from watchdog.events import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
+    EVENT_TYPE_OPENED,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -65,6 +69,12 @@ log = logging.getLogger("vinv")
 EXIT_OK, EXIT_SETUP = 0, 2
 PAGE_INTERVAL_SECONDS = 1.0  # the page is rewritten at most this often while files convert
 WRITE_EVENTS = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_CLOSED, EVENT_TYPE_MOVED})
+# watchdog's inotify observer reports opens and closes; FSEvents and ReadDirectoryChangesW do not, so
+# there every file waits the full settle time. A file created by open() is reported opened right
+# after it is created, which brings back the full wait until its writer closes it.
+SEES_WRITERS = sys.platform.startswith("linux")
+FINISHED_EVENTS = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_CLOSED, EVENT_TYPE_MOVED})
+FINISHED_SETTLE_SECONDS = 0.05  # merges the burst of events around a close; a later write restarts the full wait
 
 
 class WatchedFolder:
@@ -198,8 +208,10 @@ class WatchedFolder:
             time.sleep(0.05)
         return True
 
-    def notice(self, path: str | os.PathLike[str]) -> None:
-        """A file under the folder was written, created or moved in: convert it once it settles."""
+    def notice(self, path: str | os.PathLike[str], *, finished: bool = False) -> None:
+        """A file under the folder was written, created or moved in: convert it once it settles, soon
+        when the event says the file is ``finished`` (its writer closed it, or it was moved in); an
+        empty file never is."""
         path = Path(os.path.abspath(path))
         if not self._is_input(path):
             return
@@ -210,12 +222,22 @@ class WatchedFolder:
                 self._changed_while_running.add(path)
                 return
             self._ready.pop(path, None)
-            self._settling[path] = (time.monotonic() + self.settle_seconds, size_and_mtime(path))
+            seen = size_and_mtime(path)
+            finished = finished and seen is not None and seen[0] > 0
+            wait = min(FINISHED_SETTLE_SECONDS, self.settle_seconds) if finished else self.settle_seconds
+            self._settling[path] = (time.monotonic() + wait, seen)
             if self._pool is None:  # workers let go for idleness start while the file settles, not after
                 self._pool = ConversionPool(self.workers, self._setup)
                 self._pool.warm()
             self._last_activity = time.monotonic()
             self._wake.notify_all()
+
+    def notice_opened(self, path: str | os.PathLike[str]) -> None:
+        """A settling file was opened, maybe by a writer: it waits the full settle time again."""
+        path = Path(os.path.abspath(path))
+        with self._wake:
+            if path in self._settling:
+                self._settling[path] = (time.monotonic() + self.settle_seconds, self._settling[path][1])
 
     def _is_input(self, path: Path) -> bool:
         try:
@@ -360,11 +382,13 @@ class _FolderEvents(FileSystemEventHandler):
     def dispatch(self, event: FileSystemEvent) -> None:
         if event.event_type in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED):
             self._watched.notice_gone(os.fsdecode(event.src_path))
+        if event.event_type == EVENT_TYPE_OPENED and not event.is_directory:
+            self._watched.notice_opened(os.fsdecode(event.src_path))
         if event.event_type not in WRITE_EVENTS:
             return
         path = Path(os.fsdecode(event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path))
         if not event.is_directory:
-            self._watched.notice(path)
+            self._watched.notice(path, finished=SEES_WRITERS and event.event_type in FINISHED_EVENTS)
         elif event.event_type in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED):
             self._watched.notice_folder(path)
 
