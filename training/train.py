@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from converter.vital.parameters import parameter_space
+from training.augment import Augmentation
 from training.checkpoint import load_checkpoint, load_optimizer_state, read_card, save_checkpoint
 from training.dataset import ExampleSet
 from training.features import cached_features, compute_features
@@ -65,8 +66,10 @@ class Batches:
     """Shuffled (features, targets, mask) batches of one split; this rank's share of every epoch."""
 
     def __init__(self, examples: ExampleSet, features: np.ndarray | None, model: ParameterModel,
-                 batch_size: int, rank: int, world: int, device: torch.device) -> None:
+                 batch_size: int, rank: int, world: int, device: torch.device,
+                 augmentation: Augmentation | None = None, seed: int = 0) -> None:
         self.examples, self.features, self.model = examples, features, model
+        self.augmentation, self.generator = augmentation, torch.Generator().manual_seed(seed)
         self.batch_size, self.rank, self.world, self.device = batch_size, rank, world, device
         self.targets = canonical_order(heard_note_targets(examples.params, examples.meta["pitch"])[0])
         self.mask = audible_mask(self.targets)
@@ -89,6 +92,8 @@ class Batches:
             features = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32)).to(self.device)
         else:
             features = compute_features(self.model, self.examples.audio_batch(rows), self.device)
+        if self.augmentation is not None:
+            features = self.augmentation(features.cpu(), self.generator).to(self.device)
         targets = torch.from_numpy(self.targets[rows]).to(self.device)
         mask = torch.from_numpy(self.mask[rows]).to(self.device)
         return features, targets, mask
@@ -125,6 +130,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "validation parameter loss")
     parser.add_argument("--render-subset", type=int, default=DEFAULT_SUBSET,
                         help=f"validation clips rendered per check (default {DEFAULT_SUBSET})")
+    parser.add_argument("--augment", action="store_true",
+                        help="add a noise floor and a room to training clips' features (training/augment.py)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -184,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["vinv-train", *(sys.argv[1:] if argv is None else argv)])
 
+    if args.augment and args.encoder != "compact":
+        print("vinv-train: --augment works on the compact encoder's log-power features, not MERT's", file=sys.stderr)
+        return 2
     train_set, val_set = ExampleSet(args.dataset, "train"), ExampleSet(args.dataset, "validation")
     if len(train_set) == 0:
         print(f"vinv-train: {args.dataset} has no training examples", file=sys.stderr)
@@ -213,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_features = cached_features(model, train_set, cache_dir, device=device, progress=False)
             val_features = cached_features(model, val_set, cache_dir, device=device, progress=False) \
                 if len(val_set) else None
-    train = Batches(train_set, train_features, model, args.batch_size, rank, world, device)
+    train = Batches(train_set, train_features, model, args.batch_size, rank, world, device,
+                    Augmentation() if args.augment else None, seed=args.seed + rank)
     val = Batches(val_set, val_features, model, args.batch_size, 0, 1, device) if len(val_set) else None
 
     step_module = TrainingStep(model).to(device)
@@ -239,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "manifest": {k: v for k, v in train_set.manifest.items() if not isinstance(v, (list, dict))}},
               "space_version": parameter_space().version, "parameters": parameters, "world_size": world,
               "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes,
-              "cached_features": not args.no_cache,
+              "cached_features": not args.no_cache, "augment": args.augment,
               "select_by": f"render ({len(listening)} clips)" if listening else "parameter loss"}
     if leader:
         _log(f"vinv-train: {model.encoder_kind} encoder, {parameters:,} trainable parameters, "
