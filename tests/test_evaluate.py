@@ -20,6 +20,8 @@ from training import evaluate as evaluation
 from training import instruments
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.evaluate import (
+    ORACLE,
+    ORACLE_SECTIONS,
     OUT_OF_DOMAIN,
     SET_LABELS,
     Target,
@@ -29,8 +31,10 @@ from training.evaluate import (
     parameter_errors,
     render_answer,
     rendered_distances,
+    with_true_sections,
 )
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, instrument_note, instrument_notes, midi_file
+from training.losses import canonical_order
 from training.sampling import Performance
 
 HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and DEFAULT_SOUNDFONT.is_file()
@@ -108,6 +112,26 @@ def test_nearest_neighbour_retrieves_the_most_similar_embedding():
 
 
 # -------------------------------------------------------------------------------------------- scoring
+
+
+def test_true_sections_cover_the_patch_once_and_replace_only_their_own_values(space):
+    groups = [set(members) for members in ORACLE_SECTIONS.values()]
+    assert set().union(*groups) == {p.group for p in space.parameters}
+    assert sum(map(len, groups)) == len(set().union(*groups))
+    truth, answer = random_candidates(Performance(60, 0.8, 1.0), 2, 0, 0, space)
+    note = Note(60, 0.0, True, 1.0, 1.0)
+    targets = [Target("sampled", np.zeros(8, np.float32), note, 0.8, truth),
+               Target(OUT_OF_DOMAIN, np.zeros(8, np.float32), note, 0.8)]
+    spliced = with_true_sections(targets, np.stack([answer, answer]), space)
+    assert list(spliced) == [ORACLE + section for section in ORACLE_SECTIONS]
+    canonical = canonical_order(truth, space)
+    column_groups = np.array([p.group for p in space.parameters])
+    for section, members in ORACLE_SECTIONS.items():
+        labelled, unlabelled = spliced[ORACLE + section]
+        own = np.isin(column_groups, members)
+        np.testing.assert_array_equal(labelled[0, own], canonical[own].astype(np.float32))
+        np.testing.assert_array_equal(labelled[0, ~own], answer[~own].astype(np.float32))
+        np.testing.assert_array_equal(unlabelled[0], answer.astype(np.float32))
 
 
 def test_fit_length_crops_and_pads():
@@ -238,7 +262,7 @@ def test_tiny_evaluation_reports_every_method_and_set(tiny_run, monkeypatch, cap
     out = tiny_run / "report.md"
     code = evaluation.main([str(tiny_run / "run" / "latest"), str(tiny_run / "data"), "--split", "train",
                             "--limit", "1", "--search", "2", "--k", "2", "--neighbours", "8", "--workers", "2",
-                            "--out", str(out), "--no-progress"])
+                            "--oracle", "--out", str(out), "--no-progress"])
     assert code == 0
     markdown = out.read_text()
     assert markdown == capsys.readouterr().out
@@ -246,7 +270,8 @@ def test_tiny_evaluation_reports_every_method_and_set(tiny_run, monkeypatch, cap
 
     present = {SOURCES[s] for s in np.unique(ExampleSet(tiny_run / "data", "train").meta["source"])}
     assert set(report.sets) == present | {"all"}
-    expected_methods = {"model", "model_sample", "model_best_of_k", "init", "random", "nearest_neighbour", "search"}
+    expected_methods = {"model", "model_sample", "model_best_of_k", "init", "random", "nearest_neighbour", "search",
+                        *(ORACLE + section for section in ORACLE_SECTIONS)}
     for name, scores in report.sets.items():
         assert set(scores.methods) == expected_methods
         for method in scores.methods.values():

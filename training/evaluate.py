@@ -64,6 +64,16 @@ SET_LABELS = {
 GOALS = {"sampled": 0.45, "real": 0.55, OUT_OF_DOMAIN: 0.55}  # model's median MR-STFT over the init patch's
 METHODS = ("model", "model_sample", "model_best_of_k", "init", "random", "nearest_neighbour", "search")
 RIVALS = ("nearest_neighbour", "search")  # the model should beat these on every set
+# What --oracle hands the model from the truth, one section at a time: the parameter groups of each.
+ORACLE_SECTIONS = {
+    "oscillators": ("wavetable", "wave_frame", "osc_mix", "osc_pitch", "unison", "spectral_morph", "osc_distortion"),
+    "filters": ("filter", "filter_cutoff", "filter_resonance", "filter_envelope", "routing"),
+    "envelopes": ("envelope", "amp_attack"),
+    "lfos": ("lfo",),
+    "modulation": ("modulation",),
+    "effects": ("effects",),
+}
+ORACLE = "model_true_"  # method name prefix: the model's answer with one section taken from the truth
 BATCH_SIZE = 16
 DEFAULT_NEIGHBOURS = 2000
 EMBEDDING_STREAM = 0xE3B  # picks the training examples behind the retrieval baseline
@@ -503,6 +513,25 @@ def propose(targets: Sequence[Target], answers: ModelAnswers, index: NearestNeig
     return {m: candidates[m] for m in METHODS if m in candidates}, seconds
 
 
+def with_true_sections(targets: Sequence[Target], vectors: np.ndarray,
+                       space: ParameterSpace) -> dict[str, list[np.ndarray]]:
+    """Per ``ORACLE_SECTIONS`` entry, each (1, P) model answer with that section's values taken from the
+    target's label (canonical unit order, as the model is trained to answer): what the model loses
+    in each section, heard. A target without a label keeps the model's answer."""
+    groups = np.array([p.group for p in space.parameters])
+    spliced = {}
+    for section, members in ORACLE_SECTIONS.items():
+        columns = np.isin(groups, members)
+        answers = []
+        for target, vector in zip(targets, vectors):
+            answer = np.array(vector, dtype=np.float32)
+            if target.truth is not None:
+                answer[columns] = canonical_order(target.truth, space)[columns]
+            answers.append(answer[None, :])
+        spliced[ORACLE + section] = answers
+    return spliced
+
+
 def evaluate_model(
     model: ParameterModel,
     dataset_dir: str | os.PathLike[str],
@@ -516,9 +545,13 @@ def evaluate_model(
     workers: int | None = None,
     seed: int = 0,
     neighbours: int = DEFAULT_NEIGHBOURS,
+    oracle: bool = False,
     progress: bool = False,
 ) -> Report:
-    """Score a model (left in eval mode) and every baseline on one split, and on ``out_of_domain`` notes."""
+    """Score a model (left in eval mode) and every baseline on one split, and on ``out_of_domain`` notes.
+
+    With ``oracle``, also the model's answer with each section of the patch taken from the truth
+    (``with_true_sections``): which sections limit it."""
     if search < 1 or k < 1 or neighbours < 1:
         raise ValueError("search, k and neighbours must be positive")
     space = parameter_space()
@@ -537,6 +570,9 @@ def evaluate_model(
     index_seconds = time.perf_counter() - started
     answers = ask_model(model, [t.clip for t in targets], k, seed)
     candidates, proposal_seconds = propose(targets, answers, index, search, seed, space)
+    if oracle:
+        candidates.update(with_true_sections(targets, answers.vectors, space))
+        proposal_seconds.update(dict.fromkeys((m for m in candidates if m.startswith(ORACLE)), proposal_seconds["model"]))
     pool = _pool(min(workers, len(targets))) if workers > 1 and len(targets) > 1 else None
     try:
         choices = choose(targets, candidates, pool.imap if pool else map, progress)
@@ -568,6 +604,7 @@ def evaluate_model(
         "random": "random patch",
         "nearest_neighbour": f"nearest of {len(index)} training sounds",
         "search": f"best of {search} random patches",
+        **{ORACLE + section: f"model with the true {section}" for section in ORACLE_SECTIONS},
     }
     return Report(checkpoint_name, str(dataset_dir), split, per_source, workers,
                   {m: labels[m] for m in choices}, sets, errors, index_seconds)
@@ -601,12 +638,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("report.md"))
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oracle", action="store_true",
+                        help="also the model's answer with each section (oscillators, filters, ...) from the truth")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.dataset_dir, split=args.split, per_source=args.limit,
                           search=args.search, k=args.k, ood=args.ood, soundfont=args.soundfont,
-                          workers=args.workers, seed=args.seed, neighbours=args.neighbours,
+                          workers=args.workers, seed=args.seed, neighbours=args.neighbours, oracle=args.oracle,
                           progress=not args.no_progress)
     except (EvaluationError, CheckpointError, DatasetError, FluidsynthMissing, OSError, ValueError) as error:
         print(f"vinv-evaluate: {error}", file=sys.stderr)
