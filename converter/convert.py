@@ -9,7 +9,8 @@
    and the 44.1 kHz target that previews are scored against;
 3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
    input itself), the ONNX model's patch (``predict``, ``tune``-d to the input's pitch) and their
-   ``hybrid_preset``, as the mode allows;
+   ``hybrid_preset``, as the mode allows; in ``patch`` mode also the model's patch with the input's
+   own amp envelope (``converter.analysis.amp_envelope``);
 4. ``rank_candidates``: each is rendered once at the detected note and length (``render_preview``)
    and scored against the target; the closest wins, its render is the preview (a model-made
    winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the preset's
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from converter.analysis.amp_envelope import AmpEnvelope, measure_amp_envelope
 from converter.analysis.audio import (
     MODEL_SAMPLE_RATE,
     PRE_ROLL_SAMPLES,
@@ -117,6 +119,7 @@ class Analysis:
     clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
     target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
     comparison: Comparison  # the target prepared once for every distance (``converter.matching.scoring``)
+    amp_envelope: AmpEnvelope | None  # the target's loudness contour as Vital's env 1; None if silent
 
 
 def analyse(audio: InputAudio) -> Analysis:
@@ -129,7 +132,8 @@ def analyse(audio: InputAudio) -> Analysis:
     at_vital_rate = resample(segment, rate, SAMPLE_RATE)
     note = detect_note(at_model_rate[round(lead * MODEL_SAMPLE_RATE / rate):], MODEL_SAMPLE_RATE)
     target = np.asarray(at_vital_rate[round(lead * SAMPLE_RATE / rate):], dtype=np.float32)
-    return Analysis(note, prepare_clip(at_model_rate), target, Comparison(target, SAMPLE_RATE, note.length))
+    return Analysis(note, prepare_clip(at_model_rate), target, Comparison(target, SAMPLE_RATE, note.length),
+                    measure_amp_envelope(target, SAMPLE_RATE, note.length))
 
 
 def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) -> np.ndarray:
@@ -213,13 +217,27 @@ def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
     return hybrid
 
 
+def with_amp_envelope(preset: dict, envelope: AmpEnvelope) -> dict:
+    """A copy of ``preset`` whose amp envelope (env 1) is ``envelope``; a release that could not be
+    heard stays as it was. The model hears loudness contours worst of all it predicts (``vinv-evaluate
+    --oracle``), and the input shows them plainly."""
+    settings = {**preset["settings"], "env_1_sustain": envelope.sustain}
+    for stage in ("attack", "decay", "release"):
+        seconds = getattr(envelope, stage)
+        if seconds is not None:
+            knob = control(f"env_1_{stage}")
+            settings[f"env_1_{stage}"] = knob.raw_from_unit(float(np.clip(seconds, *knob.unit_range)))
+    return {**preset, "settings": settings}
+
+
 def build_candidates(
     analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv", samples: int = 0,
     runner_ups: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
     """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch, their
-    hybrid, then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer with
-    its second-choice wavetable or filter model."""
+    hybrid (``best``) or the patch with the input's amp envelope (``patch``), then ``samples`` of the
+    model's flow samples and, with ``runner_ups``, its answer with its second-choice wavetable or
+    filter model."""
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
@@ -237,6 +255,8 @@ def build_candidates(
         candidates.append(Candidate("patch", patch))
         if resynthesis is not None:
             candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
+        elif analysis.amp_envelope is not None:
+            candidates.append(Candidate("patch", with_amp_envelope(patch, analysis.amp_envelope)))
         alternatives = [*prediction.candidates, *(prediction.runner_ups(space) if runner_ups else ())]
         candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
                        for vector in alternatives]
@@ -391,7 +411,8 @@ def convert(
 
     ``mode`` picks the candidates: ``best`` (default) renders the resynthesis, the model's patch and
     their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches the
-    model made on vinv's own wavetables (the editable classic-synth answer). ``variations`` > 0 also
+    model made on vinv's own wavetables (the editable classic-synth answer: the model's, and the
+    model's with the input's amp envelope). ``variations`` > 0 also
     writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults to
     the shipped one, loaded once per process with ``threads`` onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
