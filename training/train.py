@@ -9,7 +9,8 @@ validation subset, rendered by Vital (training/listening.py), is kept as ``best`
 and then follows a cosine to zero over whichever budget ends first, ``--epochs`` or ``--minutes``,
 so a run cut by its wall-clock budget still ends annealed. A checkpoint (weights + optimizer +
 trainer state) is written atomically every ``--checkpoint-minutes`` and at the end; ``--resume``
-continues from it. Under ``torchrun`` every process trains a shard of each epoch
+continues from it. ``--augment`` gives each training clip a noise floor and a room
+(training/augment.py). Under ``torchrun`` every process trains a shard of each epoch
 (DistributedDataParallel); on a machine with CUDA the model trains there.
 """
 
