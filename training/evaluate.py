@@ -519,14 +519,15 @@ def with_true_sections(targets: Sequence[Target], vectors: np.ndarray,
     target's label (canonical unit order, as the model is trained to answer): what the model loses
     in each section, heard. A target without a label keeps the model's answer."""
     groups = np.array([p.group for p in space.parameters])
+    truths = [None if t.truth is None else canonical_order(t.truth, space) for t in targets]
     spliced = {}
     for section, members in ORACLE_SECTIONS.items():
         columns = np.isin(groups, members)
         answers = []
-        for target, vector in zip(targets, vectors):
+        for truth, vector in zip(truths, vectors):
             answer = np.array(vector, dtype=np.float32)
-            if target.truth is not None:
-                answer[columns] = canonical_order(target.truth, space)[columns]
+            if truth is not None:
+                answer[columns] = truth[columns]
             answers.append(answer[None, :])
         spliced[ORACLE + section] = answers
     return spliced
@@ -571,8 +572,9 @@ def evaluate_model(
     answers = ask_model(model, [t.clip for t in targets], k, seed)
     candidates, proposal_seconds = propose(targets, answers, index, search, seed, space)
     if oracle:
-        candidates.update(with_true_sections(targets, answers.vectors, space))
-        proposal_seconds.update(dict.fromkeys((m for m in candidates if m.startswith(ORACLE)), proposal_seconds["model"]))
+        spliced = with_true_sections(targets, answers.vectors, space)
+        candidates.update(spliced)
+        proposal_seconds.update(dict.fromkeys(spliced, proposal_seconds["model"]))
     pool = _pool(min(workers, len(targets))) if workers > 1 and len(targets) > 1 else None
     try:
         choices = choose(targets, candidates, pool.imap if pool else map, progress)
