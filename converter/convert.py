@@ -119,7 +119,6 @@ class Analysis:
     clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
     target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
     comparison: Comparison  # the target prepared once for every distance (``converter.matching.scoring``)
-    amp_envelope: AmpEnvelope | None  # the target's loudness contour as Vital's env 1; None if silent
 
 
 def analyse(audio: InputAudio) -> Analysis:
@@ -132,8 +131,7 @@ def analyse(audio: InputAudio) -> Analysis:
     at_vital_rate = resample(segment, rate, SAMPLE_RATE)
     note = detect_note(at_model_rate[round(lead * MODEL_SAMPLE_RATE / rate):], MODEL_SAMPLE_RATE)
     target = np.asarray(at_vital_rate[round(lead * SAMPLE_RATE / rate):], dtype=np.float32)
-    return Analysis(note, prepare_clip(at_model_rate), target, Comparison(target, SAMPLE_RATE, note.length),
-                    measure_amp_envelope(target, SAMPLE_RATE, note.length))
+    return Analysis(note, prepare_clip(at_model_rate), target, Comparison(target, SAMPLE_RATE, note.length))
 
 
 def tune(vector: np.ndarray, note: Note, space: ParameterSpace | None = None) -> np.ndarray:
@@ -255,8 +253,10 @@ def build_candidates(
         candidates.append(Candidate("patch", patch))
         if resynthesis is not None:
             candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
-        elif analysis.amp_envelope is not None:
-            candidates.append(Candidate("patch", with_amp_envelope(patch, analysis.amp_envelope)))
+        envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) \
+            if mode == "patch" else None  # measured only where it is used: the default never is
+        if envelope is not None:
+            candidates.append(Candidate("patch", with_amp_envelope(patch, envelope)))
         alternatives = [*prediction.candidates, *(prediction.runner_ups(space) if runner_ups else ())]
         candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
                        for vector in alternatives]

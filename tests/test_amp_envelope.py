@@ -56,7 +56,8 @@ def test_patch_mode_also_offers_the_models_patch_with_the_inputs_amp_envelope(tm
     answer, enveloped = build_candidates(analysis, tiny_model, "patch")
     assert answer.preset == preset_from_vector(predict(tiny_model, analysis).vector, name="vinv")
     assert enveloped.method == "patch"
-    assert enveloped.preset == with_amp_envelope(answer.preset, analysis.amp_envelope)
+    measured = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length)
+    assert enveloped.preset == with_amp_envelope(answer.preset, measured)
     changed = {key for key, value in enveloped.preset["settings"].items() if value != answer.preset["settings"][key]}
     assert changed <= {"env_1_attack", "env_1_decay", "env_1_sustain", "env_1_release"} and changed
 
