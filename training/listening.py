@@ -4,9 +4,9 @@ Many vectors make one sound and the parameter loss weighs them by guesswork, so 
 kept as ``best`` is the one whose predictions, rendered by Vital, come closest to a fixed
 validation subset. Each prediction is played as ``vinv-evaluate`` plays every answer
 (``training.evaluate.render_answer``: tuned to the note the clip sounds at, that note, the clip's
-velocity and key length) and compared with the stored clip by the converter's own ``Comparison``. The score is the median over
-the subset of that distance divided by the init patch's distance to the same clip (below 1: better
-than not trying), so a few hard sounds do not decide it.
+velocity and key length) and compared with the stored clip by the converter's own ``Comparison``.
+The score is the median over the subset of that distance divided by the init patch's distance to
+the same clip (below 1: better than not trying), so a few hard sounds do not decide it.
 """
 
 from __future__ import annotations
