@@ -10,7 +10,8 @@
 3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
    input itself), the ONNX model's patch (``predict``, ``tune``-d to the input's pitch) and their
    ``hybrid_preset``, as the mode allows; in ``patch`` mode also the model's patch with the input's
-   own amp envelope (``converter.analysis.amp_envelope``);
+   own amp envelope (``converter.analysis.amp_envelope``) and the bank's tables nearest to the sound
+   with that envelope (``converter.matching.bank_match``);
 4. ``rank_candidates``: each is rendered once at the detected note and length (``render_preview``)
    and scored against the target; the closest wins, its render is the preview (a model-made
    winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the preset's
@@ -47,6 +48,8 @@ from converter.analysis.audio import (
 from converter.analysis.input_audio import AudioFileError, InputAudio, read_audio
 from converter.analysis.note import Note, detect_note, midi_to_hz
 from converter.files import atomic_write_bytes
+from converter.matching.bank_match import KEYFRAMES as MATCH_KEYFRAMES
+from converter.matching.bank_match import matched_vectors
 from converter.matching.decode import decode_outputs, runner_up_vectors
 from converter.matching.distance import similarity
 from converter.matching.model import PresetModel
@@ -71,6 +74,7 @@ METHOD_NAMES = {
     "resynth": "resynthesis: wavetables made from the sound itself",
     "patch": "the model's patch on vinv's own wavetables",
     "hybrid": "resynthesis through the model's filters and effects",
+    "matched": "vinv's own wavetable nearest to the sound, with its amp envelope",
 }
 # What a hybrid takes from the model's patch; the rest (oscillators, sweep, pitch, amp envelope) is the resynthesis.
 HYBRID_PREFIXES = ("filter_", "env_2_", "env_3_", "sample_", "reverb_", "delay_", "chorus_", "flanger_", "phaser_",
@@ -95,7 +99,7 @@ class ConversionResult:
     distance: float  # MR-STFT distance from the input to the preview: 0 is identical
     similarity: float  # the same as a 0-100 score
     refined: bool  # refinement found a better preset than the chosen candidate
-    method: str = "patch"  # which candidate won: "resynth", "patch" or "hybrid"
+    method: str = "patch"  # which candidate won: a key of METHOD_NAMES
     summary: str = ""  # the settings that matter most, as in the preset's comments
     variations: tuple[Variation, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
@@ -235,7 +239,8 @@ def build_candidates(
     """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch, their
     hybrid (``best``) or the patch with the input's amp envelope (``patch``), then ``samples`` of the
     model's flow samples and, with ``runner_ups``, its answer with its second-choice wavetable or
-    filter model."""
+    filter model; in ``patch`` mode last the bank's tables nearest to the sound, with its amp envelope
+    (``converter.matching.bank_match``)."""
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
@@ -248,18 +253,23 @@ def build_candidates(
             candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
             resynthesis = candidates[0].preset
         prediction = predicted.result() if predicted is not None else None
+    # The input's amp envelope and its match in the bank are measured only where used: the default never is.
+    envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) if mode == "patch" else None
     if prediction is not None:
         patch = preset_from_vector(prediction.vector, name=name, space=space)
         candidates.append(Candidate("patch", patch))
         if resynthesis is not None:
             candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
-        envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) \
-            if mode == "patch" else None  # measured only where it is used: the default never is
         if envelope is not None:
             candidates.append(Candidate("patch", with_amp_envelope(patch, envelope)))
         alternatives = [*prediction.candidates, *(prediction.runner_ups(space) if runner_ups else ())]
         candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
                        for vector in alternatives]
+    if envelope is not None:
+        measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, MATCH_KEYFRAMES)[0]
+        candidates += [Candidate("matched", with_amp_envelope(
+            preset_from_vector(tune(vector, analysis.note, space), name=name, space=space), envelope))
+            for vector in matched_vectors(measurement, space=space)]
     return candidates
 
 
@@ -410,10 +420,9 @@ def convert(
     """Convert one audio file into ``<stem>.vital`` and ``<stem>.preview.wav``.
 
     ``mode`` picks the candidates: ``best`` (default) renders the resynthesis, the model's patch and
-    their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches the
-    model made on vinv's own wavetables (the editable classic-synth answer: the model's, and the
-    model's with the input's amp envelope). ``variations`` > 0 also
-    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults to
+    their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches on
+    vinv's own wavetables (the editable classic-synth answer: the model's, the model's with the
+    input's amp envelope, and the bank's tables nearest to the sound). ``variations`` > 0 also writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults to
     the shipped one, loaded once per process with ``threads`` onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
     candidate. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``

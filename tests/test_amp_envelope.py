@@ -53,9 +53,9 @@ def test_patch_mode_also_offers_the_models_patch_with_the_inputs_amp_envelope(tm
     source = tmp_path / "pad.wav"
     soundfile.write(source, render(with_envelope(0.4, 0.6, 0.6, 0.8), 57, 0.8, HELD, HELD + 2.0).T, SAMPLE_RATE)
     analysis = analyse(read_audio(source))
-    answer, enveloped = build_candidates(analysis, tiny_model, "patch")
+    answer, enveloped, *matched = build_candidates(analysis, tiny_model, "patch")
     assert answer.preset == preset_from_vector(predict(tiny_model, analysis).vector, name="vinv")
-    assert enveloped.method == "patch"
+    assert enveloped.method == "patch" and matched and {c.method for c in matched} == {"matched"}
     measured = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length)
     assert enveloped.preset == with_amp_envelope(answer.preset, measured)
     changed = {key for key, value in enveloped.preset["settings"].items() if value != answer.preset["settings"][key]}

@@ -214,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="search time per file to improve on the model's answer (default: 0)")
     parser.add_argument("--mode", choices=MODES, default=MODES[0],
                         help="best: the closest of every candidate (default); resynth: only the resynthesis "
-                             "of the input; patch: only the model's classic-synth patches")
+                             "of the input; patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, default=0, metavar="K",
                         help="also write the next K candidates as NAME.alt-1.vital ... (default: 0)")
     parser.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per core)")

@@ -439,7 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine", type=seconds, metavar="SECONDS", help="search time per file")
     parser.add_argument("--mode", choices=MODES,
                         help="best: the closest of every candidate; resynth: only the resynthesis of the input; "
-                             "patch: only the model's classic-synth patches")
+                             "patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, metavar="K",
                         help="also write the next K candidates as NAME.alt-1.vital ...")
     parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")

@@ -83,7 +83,8 @@ class WavetableBank:
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError("wavetable names must be unique")
-        self._timbres = np.stack([_timbre(table.frames) for table in self._tables])
+        self._levels = [harmonic_levels(table.frames) for table in self._tables]
+        self._timbres = np.stack([_timbre(levels) for levels in self._levels])
 
     def __len__(self) -> int:
         return len(self._tables)
@@ -110,19 +111,39 @@ class WavetableBank:
             raise ValueError(f"frames must be (n, {FRAME_SIZE}), got {frames.shape}")
         if not np.all(np.isfinite(frames)):
             raise ValueError("frames must be finite")
-        distances = np.sum((self._timbres - _timbre(frames)) ** 2, axis=1)
+        distances = np.sum((self._timbres - _timbre(harmonic_levels(frames))) ** 2, axis=1)
         return int(np.argmin(distances))
 
+    def closest_frames(self, levels: np.ndarray, count: int = 1) -> list[tuple[int, float]]:
+        """The ``count`` tables with a keyframe nearest to ``levels`` (a sound's ``harmonic_levels``, one
+        cycle's worth) as (table id, Vital wave-frame position 0..256), nearest first, one per table."""
+        levels = np.asarray(levels, dtype=np.float64)
+        if levels.shape != (_TIMBRE_HARMONICS,):
+            raise ValueError(f"levels must be ({_TIMBRE_HARMONICS},), got {levels.shape}")
+        nearest = []
+        for table, table_levels in enumerate(self._levels):
+            distances = np.sum((table_levels - levels) ** 2, axis=1)
+            frame = int(np.argmin(distances))
+            count_frames = len(table_levels)
+            position = 0.0 if count_frames == 1 else float(round(frame * _VITAL_LAST_POSITION / (count_frames - 1)))
+            nearest.append((float(distances[frame]), table, position))
+        return [(table, position) for _, table, position in sorted(nearest)[:count]]
 
-def _timbre(frames: np.ndarray) -> np.ndarray:
-    """Log magnitudes of the first harmonics at a few evenly spaced positions through the table."""
-    magnitudes = np.abs(np.fft.rfft(frames, axis=1)[:, 1 : _TIMBRE_HARMONICS + 1])
+
+def harmonic_levels(frames: np.ndarray) -> np.ndarray:
+    """Per cycle, log10 magnitudes of its first harmonics relative to its strongest, floored at -60 dB:
+    how a cycle sounds, whatever its phase and level."""
+    magnitudes = np.abs(np.fft.rfft(np.atleast_2d(frames), axis=1)[:, 1 : _TIMBRE_HARMONICS + 1])
     strongest = magnitudes.max(axis=1, keepdims=True)
     strongest[strongest == 0] = 1.0
-    levels = np.log10(np.maximum(magnitudes / strongest, _TIMBRE_FLOOR))
-    positions = np.linspace(0, len(frames) - 1, _TIMBRE_POSITIONS)
+    return np.log10(np.maximum(magnitudes / strongest, _TIMBRE_FLOOR))
+
+
+def _timbre(levels: np.ndarray) -> np.ndarray:
+    """A table's ``harmonic_levels`` at a few evenly spaced positions through it."""
+    positions = np.linspace(0, len(levels) - 1, _TIMBRE_POSITIONS)
     lower = np.floor(positions).astype(int)
-    upper = np.minimum(lower + 1, len(frames) - 1)
+    upper = np.minimum(lower + 1, len(levels) - 1)
     weight = (positions - lower)[:, None]
     return ((1 - weight) * levels[lower] + weight * levels[upper]).ravel()
 
