@@ -20,7 +20,9 @@ played at the same note for the same time: 1.0 is no better than init, lower is 
 ``--refine-renders N`` runs best with a search of exactly N renders instead of a time budget: its
 figures do not depend on how busy the machine is, so search changes compare like with like.
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
-at the detected note (N renders per sound).
+at the detected note (N renders per sound). ``--split NAME`` judges the test split of the set
+vinv-dataset built instead (``SPLIT_COUNT`` clips per source, written once as WAVs beside the
+held-out set): the evaluation split, our own sampler's sounds.
 """
 
 from __future__ import annotations
@@ -49,10 +51,34 @@ SAMPLED_SEED = 0x5EED_0FF  # no dataset is built with this seed
 SAMPLED_COUNT = 18
 PRESET_STRIDE = 3
 SHARED_PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
+SPLIT_COUNT = 12
 
 
 def heldout_folder() -> Path:
     return Path(user_cache_dir("vinv")) / "heldout-v1"
+
+
+def split_folder(name: str) -> Path:
+    return Path(user_cache_dir("vinv")) / f"test-split-{Path(name).name}"
+
+
+def build_split(name: str, folder: Path) -> tuple[str, ...]:
+    """Write one performance of each of the first ``SPLIT_COUNT`` test-split patches of each source of set
+    ``name`` (once); its sources."""
+    from converter.analysis.audio import MODEL_SAMPLE_RATE
+    from training.dataset import SOURCES as SPLIT_SOURCES
+    from training.dataset import ExampleSet
+
+    if not folder.exists():
+        examples = ExampleSet(name, "test")
+        for number, source in enumerate(SPLIT_SOURCES):
+            mine = np.flatnonzero(examples.meta["source"] == number)
+            patches = examples.meta["index"][mine] // examples.manifest["performances_per_patch"]
+            positions = mine[np.sort(np.unique(patches, return_index=True)[1])][:SPLIT_COUNT]
+            (folder / source).mkdir(parents=True, exist_ok=True)
+            for position, clip in zip(positions, examples.audio_batch(positions)):
+                soundfile.write(folder / source / f"{source}-{position:05d}.wav", clip, MODEL_SAMPLE_RATE)
+    return tuple(source for source in SPLIT_SOURCES if any((folder / source).glob("*.wav")))
 
 
 def build_heldout(folder: Path) -> None:
@@ -168,21 +194,26 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", type=Path, help="an exported vinv model to judge instead of the shipped one")
     parser.add_argument("--limit", type=int, help="sounds per source")
+    parser.add_argument("--split", metavar="SET", help="judge the test split of this vinv-dataset set instead")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also the baseline: the best of N random sampler patches per sound")
     args = parser.parse_args()
-    folder = heldout_folder()
-    build_heldout(folder)
+    if args.split:
+        folder = split_folder(args.split)
+        sources = build_split(args.split, folder)
+    else:
+        folder, sources = heldout_folder(), SOURCES
+        build_heldout(folder)
     runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
     runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
-    print(f"held-out set: {folder}; model: {args.model or 'shipped'}")
-    print("| run | " + " | ".join(SOURCES) + " | s/file | winners |")
-    print("|---|" + "---|" * (len(SOURCES) + 2))
+    print(f"sounds: {folder}; model: {args.model or 'shipped'}")
+    print("| run | " + " | ".join(sources) + " | s/file | winners |")
+    print("|---|" + "---|" * (len(sources) + 2))
     with ProcessPoolExecutor(args.workers) as pool:
         for mode, refine_seconds in runs:
             cells, seconds, winners = [], [], {}
-            for source in SOURCES:
+            for source in sources:
                 files = sorted((folder / source).glob("*.wav"))[: args.limit]
                 results = list(pool.map(_measure, [(path, mode, refine_seconds, args.model) for path in files]))
                 ratios = [distance / init for distance, init, _, _ in results]
