@@ -1,7 +1,7 @@
 """How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
 
-Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2] [--refine-renders 30]
-[--random 64]`` from the repo
+Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2 [--refine-modes best patch]]
+[--refine-renders 30] [--random 64]`` from the repo
 root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
 instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
 
@@ -19,6 +19,7 @@ Each figure is the median over a source of the MR-STFT distance from the input t
 played at the same note for the same time: 1.0 is no better than init, lower is better.
 ``--refine-renders N`` runs best with a search of exactly N renders instead of a time budget: its
 figures do not depend on how busy the machine is, so search changes compare like with like.
+``--modes patch-without-model`` is patch mode without the model's candidates (the ablation).
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
 at the detected note (N renders per sound). ``--split NAME`` judges the test split of the set
 vinv-dataset built instead (``SPLIT_COUNT`` clips per source, written once as WAVs beside the
@@ -52,6 +53,7 @@ SAMPLED_COUNT = 18
 PRESET_STRIDE = 3
 SHARED_PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
 SPLIT_COUNT = 12
+WITHOUT_MODEL = "patch-without-model"  # a --modes entry: patch mode's candidates less the model's
 
 
 def heldout_folder() -> Path:
@@ -131,8 +133,9 @@ def _model(path: Path | None):
 
 def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, float, str]:
     """(distance, init distance, seconds, method) of one conversion, of best refined with exactly N
-    renders when the mode is ``renders-N``, or of the best of N random sampler patches played at the
-    detected note when the mode is ``random-N`` (the search baseline)."""
+    renders when the mode is ``renders-N``, of the best of N random sampler patches played at the
+    detected note when the mode is ``random-N`` (the search baseline), or of patch mode's candidates
+    less the model's when the mode is ``WITHOUT_MODEL``."""
     path, mode, refine_seconds, model_path = task
     from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, convert, render_preview, score
@@ -142,6 +145,8 @@ def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, 
     started = time.perf_counter()
     if mode.startswith("random-"):
         distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
+    elif mode == WITHOUT_MODEL:
+        distance, method = _patch_without_model(analysis, path.stem, _model(model_path))
     elif mode.startswith("renders-"):
         distance, method = _refine_renders(analysis, path.stem, int(mode.split("-")[1]), _model(model_path))
     else:
@@ -161,6 +166,15 @@ def _refine_renders(analysis, name: str, renders: int, model) -> tuple[float, st
     candidates = build_candidates(analysis, model, "best", name=name)
     best, _ = refine_best(rank_candidates(candidates, analysis)[0], analysis, seconds=float("inf"),
                           max_renders=renders)
+    return best.distance, best.candidate.method
+
+
+def _patch_without_model(analysis, name: str, model) -> tuple[float, str]:
+    """Patch mode's candidates less the model's own: what the model adds to patch mode (ablation)."""
+    from converter.convert import build_candidates, rank_candidates
+
+    candidates = [c for c in build_candidates(analysis, model, "patch", name=name) if c.method != "patch"]
+    best = rank_candidates(candidates, analysis)[0]
     return best.distance, best.candidate.method
 
 
@@ -187,8 +201,11 @@ def _random_search(analysis, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="*", default=["resynth", "patch", "best"])
-    parser.add_argument("--refine", type=float, default=0.0, help="also run best with this many seconds of search")
+    parser.add_argument("--modes", nargs="*", default=["resynth", "patch", "best"],
+                        help=f"converter modes, or {WITHOUT_MODEL}")
+    parser.add_argument("--refine", type=float, default=0.0,
+                        help="also run --refine-modes with this many seconds of search")
+    parser.add_argument("--refine-modes", nargs="*", default=["best"], metavar="MODE")
     parser.add_argument("--refine-renders", type=int, default=0, metavar="N",
                         help="also run best with a search of exactly N renders (independent of machine load)")
     parser.add_argument("--workers", type=int, default=2)
@@ -204,7 +221,7 @@ def main() -> None:
     else:
         folder, sources = heldout_folder(), SOURCES
         build_heldout(folder)
-    runs = [(mode, 0.0) for mode in args.modes] + ([("best", args.refine)] if args.refine else [])
+    runs = [(mode, 0.0) for mode in args.modes] + [(mode, args.refine) for mode in args.refine_modes if args.refine]
     runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
     print(f"sounds: {folder}; model: {args.model or 'shipped'}")
