@@ -422,8 +422,9 @@ def convert(
     ``mode`` picks the candidates: ``best`` (default) renders the resynthesis, the model's patch and
     their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches on
     vinv's own wavetables (the editable classic-synth answer: the model's, the model's with the
-    input's amp envelope, and the bank's tables nearest to the sound). ``variations`` > 0 also writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults to
-    the shipped one, loaded once per process with ``threads`` onnxruntime threads.
+    input's amp envelope, and the bank's tables nearest to the sound). ``variations`` > 0 also
+    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults
+    to the shipped one, loaded once per process with ``threads`` onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
     candidate. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``
     existing outputs are an error.
