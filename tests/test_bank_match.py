@@ -8,7 +8,7 @@ import soundfile
 
 from converter.analysis.input_audio import read_audio
 from converter.convert import analyse, build_candidates, convert, render_preview, score
-from converter.matching.bank_match import MATCHES, NOISE_SHARES, matched_vectors
+from converter.matching.bank_match import KEYFRAMES, MATCHES, NOISE_SHARES, matched_vectors
 from converter.matching.resynthesis import analyse_for_resynthesis
 from converter.vital.parameters import control, parameter_space
 from converter.vital.preset import init_preset, preset_from_vector
@@ -18,16 +18,20 @@ from converter.vital.wavetables import default_bank, harmonic_levels
 HELD = 1.2
 
 
+def frame_at(table: int, wave_frame: float) -> np.ndarray:
+    """The keyframe of a bank table that Vital plays at ``wave_frame`` (0..256)."""
+    frames = default_bank()[table].frames
+    return frames[round(wave_frame * (len(frames) - 1) / 256)]
+
+
 def test_every_keyframe_of_the_bank_is_found_whatever_its_phase_and_level():
     bank = default_bank()
     for table in range(len(bank)):
         frames = bank[table].frames
         for k, frame in enumerate(frames):
-            found, position = bank.closest_frames(harmonic_levels(-0.3 * np.roll(frame, 700))[0])[0]
-            found_frames = bank[found].frames
-            index = 0 if len(found_frames) == 1 else round(position * (len(found_frames) - 1) / 256)
+            found = bank.closest_frames(harmonic_levels(-0.3 * np.roll(frame, 700))[0])[0]
             # tables share some frames (Basic Shapes starts with Sine): the one found sounds the same
-            np.testing.assert_allclose(harmonic_levels(found_frames[index]), harmonic_levels(frame), atol=1e-6)
+            np.testing.assert_allclose(harmonic_levels(frame_at(*found)), harmonic_levels(frame), atol=1e-6)
 
 
 def test_closest_frames_are_one_per_table_nearest_first():
@@ -56,7 +60,7 @@ def test_a_sound_played_on_the_bank_is_matched_to_its_table(tmp_path, table, wav
     source = tmp_path / "pluck.wav"
     soundfile.write(source, render(playing(table, wave_frame), 50, 0.8, HELD, HELD + 1.5).T, SAMPLE_RATE)
     analysis = analyse(read_audio(source))
-    measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, 32)[0]
+    measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, KEYFRAMES)[0]
     space, bank = parameter_space(), default_bank()
     vectors = matched_vectors(measurement, space=space)
     assert len(vectors) == MATCHES + len(NOISE_SHARES)
@@ -68,11 +72,6 @@ def test_a_sound_played_on_the_bank_is_matched_to_its_table(tmp_path, table, wav
     truth = harmonic_levels(frame_at(bank.index(table), wave_frame))
     off = np.sum((harmonic_levels(frame_at(*played[0])) - truth) ** 2)
     assert off < 0.01 * np.sum((harmonic_levels(frame_at(bank.index("Saw"), 0.0)) - truth) ** 2)
-
-
-def frame_at(table: int, wave_frame: float) -> np.ndarray:
-    frames = default_bank()[table].frames
-    return frames[round(wave_frame * (len(frames) - 1) / 256)]
 
 
 def test_patch_mode_answers_with_a_matched_patch_closer_than_init(tmp_path, tiny_model):

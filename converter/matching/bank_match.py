@@ -20,7 +20,7 @@ from converter.vital.wavetables import WavetableBank, default_bank, harmonic_lev
 MATCHES = 3  # nearest tables, one patch each
 NOISE_SHARES = (0.5, 1.0)  # of the residual-to-harmonics level ratio, as the noise's level beside the nearest table
 LOUD_SHARE = 0.1  # cycles this far (-20 dB) under the loudest one are the sound's fading tail: not matched
-KEYFRAMES = 32  # of the measurement: enough cycles for an average timbre, an eighth of a resynthesis's cost
+KEYFRAMES = 32  # of the measurement: enough cycles for an average timbre, a fifth of a resynthesis's time
 
 
 def matched_vectors(measurement: Resynthesis, *, space: ParameterSpace | None = None,
