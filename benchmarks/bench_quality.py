@@ -22,8 +22,8 @@ figures do not depend on how busy the machine is, so search changes compare like
 ``--modes patch-without-model`` is patch mode without the model's candidates (the ablation).
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
 at the detected note (N renders per sound). ``--split NAME`` judges the test split of the set
-vinv-dataset built instead (``SPLIT_COUNT`` clips per source, written once as WAVs beside the
-held-out set): the evaluation split, our own sampler's sounds.
+vinv-dataset built instead (one clip of each of the first ``SPLIT_COUNT`` patches per source,
+written once as WAVs beside the held-out set): the evaluation split, our own sampler's sounds.
 """
 
 from __future__ import annotations
