@@ -56,7 +56,7 @@ class Wavetable:
         count = len(self.frames)
         keyframes = [
             {
-                "position": 0 if count == 1 else round(i * _VITAL_LAST_POSITION / (count - 1)),
+                "position": keyframe_position(i, count),
                 "wave_data": base64.b64encode(frame.astype("<f4").tobytes()).decode("ascii"),
             }
             for i, frame in enumerate(self.frames)
@@ -124,10 +124,14 @@ class WavetableBank:
         for table, table_levels in enumerate(self._levels):
             distances = np.sum((table_levels - levels) ** 2, axis=1)
             frame = int(np.argmin(distances))
-            count_frames = len(table_levels)
-            position = 0.0 if count_frames == 1 else float(round(frame * _VITAL_LAST_POSITION / (count_frames - 1)))
-            nearest.append((float(distances[frame]), table, position))
+            nearest.append((float(distances[frame]), table, float(keyframe_position(frame, len(table_levels)))))
         return [(table, position) for _, table, position in sorted(nearest)[:count]]
+
+
+def keyframe_position(index: int, count: int) -> int:
+    """Where keyframe ``index`` of a ``count``-keyframe table sits on Vital's wave-frame axis (0..256):
+    evenly spread, the first at 0 and the last at the end."""
+    return 0 if count == 1 else round(index * _VITAL_LAST_POSITION / (count - 1))
 
 
 def harmonic_levels(frames: np.ndarray) -> np.ndarray:
