@@ -224,6 +224,11 @@ def test_at_most_64_routes_keep_the_strongest(space: ParameterSpace) -> None:
 # (e) real presets
 
 
+# Their oscillators sit at level 0 and sound only through routes the projection cannot keep (random
+# sources, an LFO sequencing the level); Vital's glide after a load made them audible until renders settled it.
+SILENT_AFTER_PROJECTION = ["v1.0.7__TheWayIAreSequence.vital", "v1.0.8__RobotsInThisGuys.vital"]
+
+
 @NEEDS_PRESETS
 def test_real_presets_project_into_range_and_still_sound(space: ParameterSpace) -> None:
     """Every one, held for a second: the slowest pads (Hyperevolver, LimboStrings) barely start in 0.3 s."""
@@ -235,7 +240,7 @@ def test_real_presets_project_into_range_and_still_sound(space: ParameterSpace) 
         assert np.all(np.isfinite(audio)), path.name
         if rms(audio) <= SILENCE_RMS:
             silent.append(path.name)
-    assert not silent, f"silent after projection: {silent}"
+    assert sorted(silent) == SILENT_AFTER_PROJECTION, f"silent after projection: {silent}"
 
 
 # (f) hostile input

@@ -10,7 +10,7 @@ import vita
 
 from converter.vital.parameters import MODULATION_SOURCES, parameter_space
 from converter.vital.preset import preset_from_vector
-from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
+from converter.vital.render import SAMPLE_RATE, SETTLE_SECONDS, TAIL_SECONDS, RenderError, RenderSession, render
 
 TIME_EFFECTS = ("chorus", "delay", "flanger", "reverb")
 
@@ -26,6 +26,14 @@ def effects_preset(*effects: str) -> dict:
     for effect in effects:
         vector[space.index(f"{effect}_on")] = 1.0
     return preset_from_vector(vector, name="effects")
+
+
+def settled_note(preset: dict) -> np.ndarray:
+    """What a producer hears on opening ``preset``: a fresh engine, a silent note, then the note (C4, 0.5 s of 1 s)."""
+    synth = vita.Synth()
+    assert synth.load_json(json.dumps(preset))
+    synth.render(60, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
+    return synth.render(60, 0.8, 0.5, 1.0)
 
 
 def fundamental(audio: np.ndarray) -> float:
@@ -101,6 +109,17 @@ def test_held_random_phase_makes_fresh_engines_agree() -> None:
     assert not np.array_equal(*two_renders())
 
 
+def test_render_plays_the_note_after_vitals_load_glide(init_preset: dict) -> None:
+    """Right after a load Vital glides its smoothed controls up from nothing, so a fresh engine's first
+    note fades in; the init saw starts at once when a key is pressed later, and render plays that note."""
+    fresh = vita.Synth()
+    assert fresh.load_json(json.dumps(init_preset))
+    first = fresh.render(60, 0.8, 0.5, 1.0)
+    audio = render(init_preset, note_length=0.5, duration=1.0)
+    assert np.abs(first[:, :4]).max() < 0.01 < np.abs(audio[:, :4]).max()
+    np.testing.assert_array_equal(audio, settled_note(init_preset))
+
+
 def test_same_preset_renders_identically_whatever_came_before(init_preset: dict) -> None:
     """Vital glides smoothed controls (levels, cutoffs) from their previous values after a load.
 
@@ -109,9 +128,7 @@ def test_same_preset_renders_identically_whatever_came_before(init_preset: dict)
     space = parameter_space()
     other = space.default_vector()
     other[space.index("osc_1_level")] = 0.2
-    fresh = vita.Synth()
-    assert fresh.load_json(json.dumps(init_preset))
-    expected = fresh.render(60, 0.8, 0.5, 1.0)
+    expected = settled_note(init_preset)
     for _ in range(2):
         render(preset_from_vector(other), note_length=0.5, duration=1.0)
         audio = render(init_preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
@@ -127,9 +144,7 @@ def test_time_based_effects_render_the_same_whatever_came_before(effect: str) ->
     depending on what was rendered before it.
     """
     preset = effects_preset(effect)
-    fresh = vita.Synth()
-    assert fresh.load_json(json.dumps(preset))
-    expected = fresh.render(60, 0.8, 0.5, 1.0)
+    expected = settled_note(preset)
     for _ in range(2):
         render(effects_preset(*TIME_EFFECTS), note_length=0.5, duration=1.0)
         audio = render(preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
@@ -190,8 +205,20 @@ def test_a_session_with_a_knob_turned_plays_like_one_loaded_with_it(space, knob:
     played = session.render({knob: value})
     loaded = RenderSession(turned, sample_rate=24000, pitch=48, note_length=0.4).render()
     np.testing.assert_array_equal(played, loaded)
-    np.testing.assert_array_equal(session.render(), played)  # and again, the same
+    np.testing.assert_allclose(session.render({knob: value}), played, atol=1e-5)  # again: the same but for rounding
+    untouched = RenderSession(preset, sample_rate=24000, pitch=48, note_length=0.4).render()
+    np.testing.assert_allclose(session.render(), untouched, atol=1e-5)  # a knob not given plays as loaded
+    assert np.abs(untouched - played).max() > 0.01
     assert played.shape == (2, round(1.4 * 24000)) and np.abs(played).max() > 0.01
+
+
+def test_a_session_plays_what_render_plays(space) -> None:
+    """At the preview's rate a session's note is the preview's note: the search and the preview judge one sound."""
+    vector = space.default_vector()
+    vector[space.index("filter_1_on")] = 1.0
+    preset = preset_from_vector(vector)
+    session = RenderSession(preset, sample_rate=SAMPLE_RATE, pitch=52, note_length=0.4)
+    np.testing.assert_array_equal(session.render(), render(preset, pitch=52, note_length=0.4))
 
 
 def test_a_session_refuses_what_vital_cannot_load() -> None:

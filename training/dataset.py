@@ -59,7 +59,9 @@ from training.sampling import (
 )
 
 FORMAT_VERSION = 1
-GENERATOR_VERSION = 2  # bump when a change alters what any (seed, index) produces, so resumes refuse mixing
+# Bump when a change alters what any (seed, index) produces, so resumes refuse mixing. 3: every note
+# follows a silent one, so no clip holds Vital's glide after a load (``converter.vital.render``).
+GENERATOR_VERSION = 3
 AUDIO_PEAK = 0.9  # stored clips peak at this fraction of int16 full scale
 INT16_FULL_SCALE = 32767
 

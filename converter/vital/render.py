@@ -1,13 +1,16 @@
 """Rendering a preset to audio with Vital's own engine: preview, dataset and evaluation share it.
 
 ``render`` builds a fresh engine per call: a preset must sound the same whatever was rendered before
-it, and the first note a fresh engine plays differs from later ones (parameter smoothing after a
-load, voice state), even for a preset with no effects. ``RenderSession`` is the search's cheap
-render: one engine, the preset loaded once, one warm-up note, then knobs changed in place. For
-patches on our bank a knob turned in place plays like a session that loaded it from the start
-(tested); a resynthesis preset's later notes drift a little from note to note (about 9 % of its
-distance in one measured case), so a session only ranks candidates, and the answer a search keeps
-is scored again with ``render``.
+it. Vital glides its smoothed controls (levels, modulation depths) to a preset's values after a load
+and after a knob changes, so every note that counts follows a silent one of ``SETTLE_SECONDS``: what
+is rendered is what a producer hears on the first key press after opening the preset, not the glide
+(it moved a resynthesis's distance by up to 8 %). ``RenderSession`` is the cheap render of a preset's
+variations, for the candidates' ranking and the search: one engine, the preset loaded once, then knobs
+changed in place; with the same silent note before each played one, a session plays exactly what a
+fresh engine loaded with those knobs plays, as long as the previous note has died away (tested, and
+always so for a resynthesis, whose tail lives in its tables). A preset whose tail outlasts that (long
+reverb, delay, release) carries some of it into the next note, so the answer a search keeps is scored
+again with ``render``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb tails are heard
-SETTLE_SECONDS = 0.3  # a silent render after knobs change in a session: Vital's parameter smoothing settles
+SETTLE_SECONDS = 0.3  # the silent note before every played one: Vital's parameter smoothing settles (0.05 s does not)
 
 
 class RenderError(RuntimeError):
@@ -64,14 +67,17 @@ class RenderSession:
         if not self._synth.load_json(preset if isinstance(preset, str) else json.dumps(preset)):
             raise RenderError("Vital could not load the preset")
         self._controls = self._synth.get_controls()
-        self._play()  # the warm-up note: from here on equal knobs give equal renders
+        self._loaded: dict[str, float] = {}  # the loaded value of every knob a render has turned
 
     def render(self, knobs: dict[str, float] | None = None) -> np.ndarray:
-        """Set ``knobs`` (raw Vital values by control name) and play the note: float32 (2, n)."""
-        for name, value in (knobs or {}).items():
+        """Play the note with ``knobs`` (raw Vital values by control name) turned and every other knob as
+        loaded: float32 (2, n)."""
+        knobs = knobs or {}
+        for name in self._loaded.keys() - knobs.keys():
+            self._controls[name].set(self._loaded[name])
+        for name, value in knobs.items():
+            self._loaded.setdefault(name, self._controls[name].value())
             self._controls[name].set(float(value))
-        if knobs:  # Vital glides a changed knob to its new value: let it arrive before the note that counts
-            self._synth.render(self.pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
         return self._play()
 
     def _play(self) -> np.ndarray:
@@ -79,6 +85,8 @@ class RenderSession:
 
 
 def _play(synth, pitch: int, velocity: float, note_length: float, duration: float) -> np.ndarray:
+    """The silent settling note, at the same pitch, then the note that counts."""
+    synth.render(pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
     audio = synth.render(pitch, float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
     return np.ascontiguousarray(audio, dtype=np.float32)
 
