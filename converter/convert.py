@@ -8,14 +8,14 @@
 2. ``analyse``: the note's onset, pitch and length (``converter.analysis.note``), the model's 5 s clip
    and the 44.1 kHz target that previews are scored against;
 3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
-   input itself), the ONNX model's patch (``predict``, ``tune``-d to the input's pitch) and their
-   ``hybrid_preset``, as the mode allows; in ``patch`` mode also the model's patch with the input's
-   own amp envelope (``converter.analysis.amp_envelope``) and the bank's tables nearest to the sound
-   with that envelope (``converter.matching.bank_match``);
-4. ``rank_candidates``: each is rendered once at the detected note and length (``render_preview``)
-   and scored against the target; the closest wins, its render is the preview (a model-made
-   winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the preset's
-   volume so the preview is as loud as the input;
+   input itself, with quieter residuals as variants), the ONNX model's patch (``predict``, ``tune``-d
+   to the input's pitch) and their ``hybrid_preset``, as the mode allows; in ``patch`` mode also the
+   model's patch with the input's own amp envelope (``converter.analysis.amp_envelope``) and the
+   bank's tables nearest to the sound with that envelope (``converter.matching.bank_match``);
+4. ``rank_candidates``: each candidate and variant is rendered once at the detected note and length
+   and scored against the target; the closest wins, its render is the preview (with a refine budget
+   the winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the
+   preset's volume so the preview is as loud as the input;
 5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
 
 Every way a file can fail raises ``ConversionError`` with a one-line message that starts with the
@@ -54,12 +54,12 @@ from converter.matching.decode import decode_outputs, runner_up_vectors
 from converter.matching.distance import similarity
 from converter.matching.model import PresetModel
 from converter.matching.refine import VELOCITY, refine
-from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
+from converter.matching.resynthesis import analyse_for_resynthesis, residual_variants, resynthesis_preset
 from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
 from converter.vital.preset import add_route, preset_from_vector, write_preset
-from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, render
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when refining in patch mode
@@ -183,10 +183,17 @@ def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
 
 @dataclass(frozen=True)
 class Candidate:
-    """One patch the converter may answer with, and how it was made ("resynth", "patch", "hybrid")."""
+    """One patch the converter may answer with, how it was made (a key of ``METHOD_NAMES``), and knob
+    settings worth trying on it too: each of ``variants`` is a candidate of its own, played on the
+    same loaded engine (``RenderSession``), which costs a render instead of a load."""
 
     method: str
     preset: dict
+    variants: tuple[dict[str, float], ...] = ()
+
+    def with_knobs(self, knobs: dict[str, float]) -> Candidate:
+        """The candidate with ``knobs`` (raw values by control name) set in its preset."""
+        return Candidate(self.method, {**self.preset, "settings": {**self.preset["settings"], **knobs}})
 
 
 @dataclass(frozen=True)
@@ -250,8 +257,9 @@ def build_candidates(
         predicted = pool.submit(predict, model, analysis, candidates=samples, space=space) if asks_model else None
         if mode in ("best", "resynth"):
             measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
-            candidates += [Candidate("resynth", resynthesis_preset(measured, name=name)) for measured in measurements]
-            resynthesis = candidates[0].preset
+            presets = [resynthesis_preset(measured, name=name) for measured in measurements]
+            candidates += [Candidate("resynth", preset, residual_variants(preset)) for preset in presets]
+            resynthesis = presets[0]
         prediction = predicted.result() if predicted is not None else None
     # The input's amp envelope and its match in the bank are measured only where used: the default never is.
     envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) if mode == "patch" else None
@@ -274,22 +282,32 @@ def build_candidates(
 
 
 def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
-    """Render every candidate once at the detected note and sort them, closest to the input first.
+    """Render every candidate and its variants once at the detected note and sort them, closest to
+    the input first.
 
-    Candidates render ``RENDER_THREADS`` at a time (Vital lets go of Python's lock while it loads and
-    plays, so a single dropped file converts about a third faster). A candidate Vital cannot play is
-    dropped; if none can, the first one's RenderError is raised.
+    Each candidate is loaded once; its variants play on the same engine, which sounds exactly like
+    ``render_preview`` for a preset whose last note has died away (``RenderSession``). Candidates render
+    ``RENDER_THREADS`` at a time (Vital lets go of Python's lock while it loads and plays, so a
+    single dropped file converts about a third faster). A candidate Vital cannot play is dropped; if
+    none can, the first one's RenderError is raised.
     """
-    def attempt(candidate: Candidate) -> ScoredCandidate | RenderError:
+    note = analysis.note
+
+    def attempt(candidate: Candidate) -> list[ScoredCandidate] | RenderError:
         try:
-            preview = render_preview(candidate.preset, analysis.note)
+            session = RenderSession(candidate.preset, pitch=note.pitch, velocity=VELOCITY, note_length=note.length,
+                                    duration=note.length + TAIL_SECONDS)
+            scored = []
+            for knobs in ({}, *candidate.variants):
+                preview = session.render(knobs)
+                scored.append(ScoredCandidate(candidate.with_knobs(knobs), preview, score(analysis, preview)))
         except RenderError as error:
             return error
-        return ScoredCandidate(candidate, preview, score(analysis, preview))
+        return scored
 
     with ThreadPoolExecutor(RENDER_THREADS) as pool:
         outcomes = list(pool.map(attempt, candidates))
-    scored = [outcome for outcome in outcomes if isinstance(outcome, ScoredCandidate)]
+    scored = [entry for outcome in outcomes if not isinstance(outcome, RenderError) for entry in outcome]
     if not scored:
         raise next((outcome for outcome in outcomes if isinstance(outcome, RenderError)),
                    RenderError("no candidate to render"))

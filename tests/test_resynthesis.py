@@ -11,7 +11,7 @@ import vita
 
 from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
-from converter.convert import analyse, convert, render_preview
+from converter.convert import analyse, build_candidates, convert, rank_candidates, render_preview
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
 from converter.vital.render import SAMPLE_RATE, render
@@ -157,7 +157,26 @@ def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, 
     assert result.summary in preset["comments"] and f"{result.similarity:.0f}/100" in preset["comments"]
     if mode == "resynth":
         assert preset["settings"]["wavetables"][0]["name"] == "vinv harmonics"
-        assert len(result.variations) == 0  # one candidate: nothing else to offer
+        for variation in result.variations:  # the one resynthesis, with another residual level
+            other = json.loads(variation.preset_path.read_text())["settings"]
+            assert other["wavetables"][0]["name"] == "vinv harmonics"
+            residual = ("osc_2_on", "osc_2_level")
+            assert [other[key] for key in residual] != [preset["settings"][key] for key in residual]
+
+
+def test_quieter_residuals_play_on_the_loaded_engine_as_fresh_renders_of_them():
+    """The ranking plays a resynthesis's variants on one engine: each must sound exactly like its own
+    preset loaded fresh, the long tail of the note before it included."""
+    rng = np.random.default_rng(3)
+    t = np.arange(round(1.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    breathy = tone(220.0, 1.5, harmonics=12) + 0.05 * rng.standard_normal(t.size).astype(np.float32)
+    analysis = analyse(InputAudio((breathy * np.exp(-t / 0.5)).astype(np.float32), SAMPLE_RATE))
+    [candidate, *_] = build_candidates(analysis, None, "resynth")
+    assert candidate.variants == ({"osc_2_level": 0.6}, {"osc_2_on": 0.0})
+    ranked = rank_candidates([candidate], analysis)
+    assert len({entry.distance for entry in ranked}) == 3
+    for entry in ranked:
+        np.testing.assert_array_equal(entry.preview, render_preview(entry.candidate.preset, analysis.note))
 
 
 def test_the_preview_is_the_winners_render(tmp_path, tiny_model):

@@ -1,8 +1,9 @@
 """Resynthesis: a Vital patch built from the input itself (its harmonics and residual as wavetables
 swept in time, its pitch track as modulation). ``analyse_for_resynthesis`` measures the sound;
-``resynthesis_preset`` turns the measurement into a playable preset."""
+``resynthesis_preset`` turns the measurement into a playable preset, ``residual_variants`` says which
+of its knob settings are worth trying too."""
 
 from converter.matching.resynthesis.analysis import Resynthesis, analyse_for_resynthesis
-from converter.matching.resynthesis.patch import resynthesis_preset
+from converter.matching.resynthesis.patch import residual_variants, resynthesis_preset
 
-__all__ = ["Resynthesis", "analyse_for_resynthesis", "resynthesis_preset"]
+__all__ = ["Resynthesis", "analyse_for_resynthesis", "residual_variants", "resynthesis_preset"]
