@@ -59,7 +59,7 @@ from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
 from converter.vital.preset import add_route, preset_from_vector, write_preset
-from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, render
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when refining in patch mode
@@ -291,12 +291,9 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     single dropped file converts about a third faster). A candidate Vital cannot play is dropped; if
     none can, the first one's RenderError is raised.
     """
-    note = analysis.note
-
     def attempt(candidate: Candidate) -> list[ScoredCandidate] | RenderError:
         try:
-            session = RenderSession(candidate.preset, pitch=note.pitch, velocity=VELOCITY, note_length=note.length,
-                                    duration=note.length + TAIL_SECONDS)
+            session = preview_session(candidate.preset, analysis.note)
             scored = []
             for knobs in ({}, *candidate.variants):
                 preview = session.render(knobs)
@@ -334,9 +331,15 @@ def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, ma
     return ScoredCandidate(Candidate(best.candidate.method, refinement.preset), preview, distance), True
 
 
+def preview_session(preset: dict, note: Note) -> RenderSession:
+    """``preset`` loaded to play the detected note for its length, plus the tail, as previews are played."""
+    return RenderSession(preset, pitch=note.pitch, velocity=VELOCITY, note_length=note.length,
+                         duration=note.length + TAIL_SECONDS)
+
+
 def render_preview(preset: dict, note: Note) -> np.ndarray:
     """Vital's stereo render of ``preset`` playing the detected note for its length, plus the tail."""
-    return render(preset, note.pitch, VELOCITY, note.length, note.length + TAIL_SECONDS)
+    return preview_session(preset, note).render()
 
 
 def score(analysis: Analysis, preview: np.ndarray) -> float:

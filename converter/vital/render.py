@@ -42,15 +42,7 @@ def render(
 
     Each call uses a new engine (~90 ms, plus loading the preset's wavetables): see the module docstring.
     """
-    note, note_length = _checked_note(pitch, note_length)
-    duration = _checked_duration(note_length, duration)
-    text = preset if isinstance(preset, str) else json.dumps(preset)
-    import vita
-
-    synth = vita.Synth()
-    if not synth.load_json(text):
-        raise RenderError("Vital could not load the preset")
-    return _play(synth, note, velocity, note_length, duration)
+    return RenderSession(preset, pitch=pitch, velocity=velocity, note_length=note_length, duration=duration).render()
 
 
 class RenderSession:
@@ -82,14 +74,11 @@ class RenderSession:
         return self._play()
 
     def _play(self) -> np.ndarray:
-        return _play(self._synth, self.pitch, self.velocity, self.note_length, self.duration)
-
-
-def _play(synth, pitch: int, velocity: float, note_length: float, duration: float) -> np.ndarray:
-    """The silent settling note, at the same pitch, then the note that counts."""
-    synth.render(pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
-    audio = synth.render(pitch, float(np.clip(velocity, 0.0, 1.0)), float(note_length), float(duration))
-    return np.ascontiguousarray(audio, dtype=np.float32)
+        """The silent settling note, at the same pitch, then the note that counts."""
+        self._synth.render(self.pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
+        audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
+                                   self.duration)
+        return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def _checked_note(pitch: int, note_length: float) -> tuple[int, float]:
