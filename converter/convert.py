@@ -9,7 +9,7 @@
    and the 44.1 kHz target that previews are scored against;
 3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
    input itself, with quieter residuals as variants), the ONNX model's patch (``predict``, ``tune``-d
-   to the input's pitch) and their ``hybrid_preset``, as the mode allows; in ``patch`` mode also the
+   to the input's pitch) and their ``hybrid_variant``, as the mode allows; in ``patch`` mode also the
    model's patch with the input's own amp envelope (``converter.analysis.amp_envelope``) and the
    bank's tables nearest to the sound with that envelope (``converter.matching.bank_match``);
 4. ``rank_candidates``: each candidate and variant is rendered once at the detected note and length
@@ -58,7 +58,7 @@ from converter.matching.resynthesis import analyse_for_resynthesis, residual_var
 from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
-from converter.vital.preset import add_route, preset_from_vector, write_preset
+from converter.vital.preset import preset_from_vector, write_preset
 from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
@@ -77,8 +77,8 @@ METHOD_NAMES = {
     "matched": "vinv's own wavetable nearest to the sound, with its amp envelope",
 }
 # What a hybrid takes from the model's patch; the rest (oscillators, sweep, pitch, amp envelope) is the resynthesis.
-HYBRID_PREFIXES = ("filter_", "env_2_", "env_3_", "sample_", "reverb_", "delay_", "chorus_", "flanger_", "phaser_",
-                   "distortion_", "compressor_", "eq_")
+HYBRID_PREFIXES = ("filter_", "sample_", "reverb_", "delay_", "chorus_", "flanger_", "phaser_", "distortion_",
+                   "compressor_", "eq_")
 
 
 class ConversionError(ValueError):
@@ -182,6 +182,15 @@ def predict(model: PresetModel, analysis: Analysis, *, candidates: int = 0,
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Knobs worth turning on a loaded candidate (raw values by control name), and the method (a key of
+    ``METHOD_NAMES``) the result counts as."""
+
+    method: str
+    knobs: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One patch the converter may answer with, how it was made (a key of ``METHOD_NAMES``), and knob
     settings worth trying on it too: each of ``variants`` is a candidate of its own, played on the
@@ -189,11 +198,11 @@ class Candidate:
 
     method: str
     preset: dict
-    variants: tuple[dict[str, float], ...] = ()
+    variants: tuple[Variant, ...] = ()
 
-    def with_knobs(self, knobs: dict[str, float]) -> Candidate:
-        """The candidate with ``knobs`` (raw values by control name) set in its preset."""
-        return Candidate(self.method, {**self.preset, "settings": {**self.preset["settings"], **knobs}})
+    def with_variant(self, variant: Variant) -> Candidate:
+        """The candidate ``variant`` makes of this one: its knobs set in the preset, its method."""
+        return Candidate(variant.method, {**self.preset, "settings": {**self.preset["settings"], **variant.knobs}})
 
 
 @dataclass(frozen=True)
@@ -203,27 +212,18 @@ class ScoredCandidate:
     candidate: Candidate
     preview: np.ndarray
     distance: float
+    fresh: bool = True  # the preview is what a fresh engine plays (``RenderSession.plays_as_fresh``)
 
 
-def hybrid_preset(resynthesis: dict, patch: dict) -> dict:
-    """The resynthesis's oscillators, sweep and pitch through the model's filters, noise and effects.
-
-    The resynthesis's wavetables (megabytes of keyframes) are shared, not copied: candidates' presets
-    are never changed in place."""
-    routes = [dict(route) for route in resynthesis["settings"]["modulations"]]
-    settings = {**resynthesis["settings"], "modulations": routes}
-    hybrid = {**resynthesis, "settings": settings}
+def hybrid_variant(patch: dict) -> Variant:
+    """The resynthesis through the model's filters, noise and effects: their knobs from the model's
+    patch, turned on the resynthesis's loaded engine. The model's modulation routes stay out, so the
+    hybrid costs a render rather than a load of the resynthesis's wavetables (~0.4 s)."""
     model = patch["settings"]
-    settings.update({key: value for key, value in model.items()
-                     if key.startswith(HYBRID_PREFIXES) and not isinstance(value, (list, dict))})
-    for osc in (1, 2):
-        settings[f"osc_{osc}_destination"] = model["osc_1_destination"]
-    for slot, route in enumerate(model["modulations"]):
-        destination = route.get("destination", "")
-        if route.get("source") and destination.startswith(("filter_", "sample_")):
-            add_route(settings, route["source"], destination, model[f"modulation_{slot + 1}_amount"],
-                      bool(model.get(f"modulation_{slot + 1}_bipolar", 0.0)))
-    return hybrid
+    knobs = {key: value for key, value in model.items()
+             if key.startswith(HYBRID_PREFIXES) and not isinstance(value, (list, dict))}
+    knobs.update({f"osc_{osc}_destination": model["osc_1_destination"] for osc in (1, 2)})
+    return Variant("hybrid", knobs)
 
 
 def with_amp_envelope(preset: dict, envelope: AmpEnvelope) -> dict:
@@ -243,31 +243,33 @@ def build_candidates(
     analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv", samples: int = 0,
     runner_ups: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
-    """The patches ``mode`` allows, best guess first: the resynthesis, the model's patch, their
-    hybrid (``best``) or the patch with the input's amp envelope (``patch``), then ``samples`` of the
+    """The patches ``mode`` allows, best guess first: the resynthesis (with quieter residuals and, in
+    ``best``, the hybrid as its variants), the model's patch or, in ``patch`` mode, also the patch
+    with the input's amp envelope, then ``samples`` of the
     model's flow samples and, with ``runner_ups``, its answer with its second-choice wavetable or
     filter model; in ``patch`` mode last the bank's tables nearest to the sound, with its amp envelope
     (``converter.matching.bank_match``)."""
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
-    resynthesis = None
+    presets: list[dict] = []
     asks_model = mode in ("best", "patch") and model is not None
     with ThreadPoolExecutor(1) as pool:  # onnxruntime lets go of Python's lock: the model runs beside the analysis
         predicted = pool.submit(predict, model, analysis, candidates=samples, space=space) if asks_model else None
         if mode in ("best", "resynth"):
             measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
             presets = [resynthesis_preset(measured, name=name) for measured in measurements]
-            candidates += [Candidate("resynth", preset, residual_variants(preset)) for preset in presets]
-            resynthesis = presets[0]
         prediction = predicted.result() if predicted is not None else None
     # The input's amp envelope and its match in the bank are measured only where used: the default never is.
     envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) if mode == "patch" else None
+    patch = preset_from_vector(prediction.vector, name=name, space=space) if prediction is not None else None
+    for k, preset in enumerate(presets):
+        # The hybrid plays last on the first resynthesis's engine: its effects' tails reach no other variant.
+        hybrid = (hybrid_variant(patch),) if patch is not None and k == 0 else ()
+        quieter = tuple(Variant("resynth", knobs) for knobs in residual_variants(preset))
+        candidates.append(Candidate("resynth", preset, quieter + hybrid))
     if prediction is not None:
-        patch = preset_from_vector(prediction.vector, name=name, space=space)
         candidates.append(Candidate("patch", patch))
-        if resynthesis is not None:
-            candidates.append(Candidate("hybrid", hybrid_preset(resynthesis, patch)))
         if envelope is not None:
             candidates.append(Candidate("patch", with_amp_envelope(patch, envelope)))
         alternatives = [*prediction.candidates, *(prediction.runner_ups(space) if runner_ups else ())]
@@ -286,7 +288,8 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     the input first.
 
     Each candidate is loaded once; its variants play on the same engine, which sounds exactly like
-    ``render_preview`` for a preset whose last note has died away (``RenderSession``). Candidates render
+    ``render_preview`` for a preset whose last note has died away (``RenderSession``), the chorus aside:
+    a closest candidate that played with it is played again on a fresh engine. Candidates render
     ``RENDER_THREADS`` at a time (Vital lets go of Python's lock while it loads and plays, so a
     single dropped file converts about a third faster). A candidate Vital cannot play is dropped; if
     none can, the first one's RenderError is raised.
@@ -295,9 +298,10 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
         try:
             session = preview_session(candidate.preset, analysis.note)
             scored = []
-            for knobs in ({}, *candidate.variants):
-                preview = session.render(knobs)
-                scored.append(ScoredCandidate(candidate.with_knobs(knobs), preview, score(analysis, preview)))
+            for variant in (Variant(candidate.method, {}), *candidate.variants):
+                fresh = session.plays_as_fresh(variant.knobs)
+                preview = session.render(variant.knobs)
+                scored.append(ScoredCandidate(candidate.with_variant(variant), preview, score(analysis, preview), fresh))
         except RenderError as error:
             return error
         return scored
@@ -308,7 +312,12 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     if not scored:
         raise next((outcome for outcome in outcomes if isinstance(outcome, RenderError)),
                    RenderError("no candidate to render"))
-    return sorted(scored, key=lambda entry: entry.distance)
+    ranked = sorted(scored, key=lambda entry: entry.distance)
+    while not ranked[0].fresh:  # the preview must be what the preset plays: the closest is played again, fresh
+        preview = render_preview(ranked[0].candidate.preset, analysis.note)
+        ranked[0] = ScoredCandidate(ranked[0].candidate, preview, score(analysis, preview))
+        ranked.sort(key=lambda entry: entry.distance)
+    return ranked
 
 
 def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, max_renders: int | None = None,

@@ -65,5 +65,9 @@ def test_patch_mode_also_offers_the_models_patch_with_the_inputs_amp_envelope(tm
     target = contour_db(analysis.target, seconds)
     errors = [np.mean(np.abs(contour_db(render_preview(c.preset, analysis.note).mean(axis=0), seconds) - target))
               for c in (answer, enveloped)]
-    assert errors[1] < 0.5 * errors[0], errors  # dB off the input's loudness contour, on average
-    assert [c.method for c in build_candidates(analysis, tiny_model, "best")] == ["resynth", "patch", "hybrid"]
+    # dB off the input's loudness contour, on average; the patch's random oscillator phases, and so the ratio
+    # (0.45-0.51), depend on what the process rendered before
+    assert errors[1] < 0.6 * errors[0], errors
+    resynthesis, patch = build_candidates(analysis, tiny_model, "best")
+    assert (resynthesis.method, patch.method) == ("resynth", "patch")
+    assert resynthesis.variants[-1].method == "hybrid"

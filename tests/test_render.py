@@ -221,6 +221,21 @@ def test_a_session_plays_what_render_plays(space) -> None:
     np.testing.assert_array_equal(session.render(), render(preset, pitch=52, note_length=0.4))
 
 
+def test_a_session_plays_later_notes_as_fresh_ones_except_through_the_chorus(space) -> None:
+    """The chorus's LFO runs on the engine's clock, so only a session's first note with it on is a
+    fresh engine's note; every other knob change plays exactly as loaded fresh."""
+    preset = preset_from_vector(space.default_vector())
+    session = RenderSession(preset, pitch=52, note_length=0.4)
+    session.render()
+    for knobs in ({"filter_1_on": 1.0}, {"chorus_on": 1.0}):
+        fresh = render({**preset, "settings": {**preset["settings"], **knobs}}, pitch=52, note_length=0.4)
+        expected = session.plays_as_fresh(knobs)
+        assert expected == ("chorus_on" not in knobs)
+        assert np.array_equal(session.render(knobs), fresh) == expected
+    chorused = {**preset, "settings": {**preset["settings"], "chorus_on": 1.0}}
+    assert RenderSession(chorused, pitch=52, note_length=0.4).plays_as_fresh()
+
+
 def test_a_session_refuses_what_vital_cannot_load() -> None:
     with pytest.raises(RenderError):
         RenderSession("{not a preset")

@@ -11,9 +11,10 @@ import vita
 
 from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
-from converter.convert import analyse, build_candidates, convert, rank_candidates, render_preview
+from converter.convert import Variant, analyse, build_candidates, convert, rank_candidates, render_preview
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
 from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
+from converter.matching.scoring import Comparison
 from converter.vital.render import SAMPLE_RATE, render
 
 SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
@@ -164,19 +165,29 @@ def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, 
             assert [other[key] for key in residual] != [preset["settings"][key] for key in residual]
 
 
-def test_quieter_residuals_play_on_the_loaded_engine_as_fresh_renders_of_them():
-    """The ranking plays a resynthesis's variants on one engine: each must sound exactly like its own
-    preset loaded fresh, the long tail of the note before it included."""
+@pytest.mark.parametrize("mode", ["resynth", "best"])
+def test_variants_play_on_the_loaded_engine_as_fresh_renders_of_them(tiny_model, mode):
+    """The ranking plays a resynthesis's variants (quieter residuals; in ``best`` the hybrid, with the
+    model's filters and effects) on one engine: each must sound exactly like its own preset loaded
+    fresh, the long tail of the note before it included."""
     rng = np.random.default_rng(3)
     t = np.arange(round(1.5 * SAMPLE_RATE)) / SAMPLE_RATE
     breathy = tone(220.0, 1.5, harmonics=12) + 0.05 * rng.standard_normal(t.size).astype(np.float32)
     analysis = analyse(InputAudio((breathy * np.exp(-t / 0.5)).astype(np.float32), SAMPLE_RATE))
-    [candidate, *_] = build_candidates(analysis, None, "resynth")
-    assert candidate.variants == ({"osc_2_level": 0.6}, {"osc_2_on": 0.0})
+    [candidate, *_] = build_candidates(analysis, tiny_model, mode)
+    quieter = [Variant("resynth", {"osc_2_level": 0.6}), Variant("resynth", {"osc_2_on": 0.0})]
+    assert list(candidate.variants[:2]) == quieter
+    assert [variant.method for variant in candidate.variants[2:]] == (["hybrid"] if mode == "best" else [])
     ranked = rank_candidates([candidate], analysis)
-    assert len({entry.distance for entry in ranked}) == 3
+    assert len({entry.distance for entry in ranked}) == len(candidate.variants) + 1
+    assert ranked[0].fresh
     for entry in ranked:
-        np.testing.assert_array_equal(entry.preview, render_preview(entry.candidate.preset, analysis.note))
+        fresh = render_preview(entry.candidate.preset, analysis.note)
+        if entry.fresh:
+            np.testing.assert_array_equal(entry.preview, fresh)
+        else:  # a hybrid with the model's chorus, at another phase of its LFO
+            assert entry.candidate.preset["settings"]["chorus_on"]
+            assert Comparison(fresh, SAMPLE_RATE, analysis.note.length).distance(entry.preview, SAMPLE_RATE) < 0.02
 
 
 def test_the_preview_is_the_winners_render(tmp_path, tiny_model):

@@ -8,9 +8,10 @@ is rendered is what a producer hears on the first key press after opening the pr
 variations, for the candidates' ranking and the search: one engine, the preset loaded once, then knobs
 changed in place; with the same silent note before each played one, a session plays exactly what a
 fresh engine loaded with those knobs plays, as long as the previous note has died away (tested, and
-always so for a resynthesis, whose tail lives in its tables). A preset whose tail outlasts that (long
-reverb, delay, release) carries some of it into the next note, so the answer a search keeps is scored
-again with ``render``.
+always so for a resynthesis, whose tail lives in its tables), except for the chorus, whose LFO runs on
+the engine's clock and so sits at another phase after the first note (``plays_as_fresh``). A preset whose
+tail outlasts that (long reverb, delay, release) carries some of it into the next note, so the answer a
+search keeps is scored again with ``render``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ class RenderSession:
             raise RenderError("Vital could not load the preset")
         self._controls = self._synth.get_controls()
         self._loaded: dict[str, float] = {}  # the loaded value of every knob a render has turned
+        self._played = False
+
+    def plays_as_fresh(self, knobs: dict[str, float] | None = None) -> bool:
+        """Whether ``render(knobs)`` plays now exactly what a fresh engine loaded with those knobs plays:
+        the first note always does; later ones do unless the chorus is on, its LFO having run on."""
+        if not self._played:
+            return True
+        return not (knobs or {}).get("chorus_on", self._loaded.get("chorus_on", self._controls["chorus_on"].value()))
 
     def render(self, knobs: dict[str, float] | None = None) -> np.ndarray:
         """Play the note with ``knobs`` (raw Vital values by control name) turned and every other knob as
@@ -76,6 +85,7 @@ class RenderSession:
     def _play(self) -> np.ndarray:
         """The silent settling note, at the same pitch, then the note that counts."""
         self._synth.render(self.pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
+        self._played = True
         audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
                                    self.duration)
         return np.ascontiguousarray(audio, dtype=np.float32)
