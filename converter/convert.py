@@ -244,11 +244,10 @@ def build_candidates(
     runner_ups: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
     """The patches ``mode`` allows, best guess first: the resynthesis (with quieter residuals and, in
-    ``best``, the hybrid as its variants), the model's patch or, in ``patch`` mode, also the patch
-    with the input's amp envelope, then ``samples`` of the
-    model's flow samples and, with ``runner_ups``, its answer with its second-choice wavetable or
-    filter model; in ``patch`` mode last the bank's tables nearest to the sound, with its amp envelope
-    (``converter.matching.bank_match``)."""
+    ``best``, the hybrid as its variants), the model's patch (in ``patch`` mode also with the input's
+    amp envelope), then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer
+    with its second-choice wavetable or filter model; in ``patch`` mode last the bank's tables nearest
+    to the sound, with its amp envelope (``converter.matching.bank_match``)."""
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
@@ -301,7 +300,8 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
             for variant in (Variant(candidate.method, {}), *candidate.variants):
                 fresh = session.plays_as_fresh(variant.knobs)
                 preview = session.render(variant.knobs)
-                scored.append(ScoredCandidate(candidate.with_variant(variant), preview, score(analysis, preview), fresh))
+                distance = score(analysis, preview)
+                scored.append(ScoredCandidate(candidate.with_variant(variant), preview, distance, fresh))
         except RenderError as error:
             return error
         return scored
