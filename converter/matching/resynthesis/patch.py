@@ -28,11 +28,20 @@ AUDIBLE_SHARE_DB = -40.0  # an oscillator this far under the other adds nothing
 RELEASE_STRETCH = 2.0  # the amp release lasts this many times the input's tail, so it barely colours it
 MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
 SWEEP_LFO, PITCH_LFO = 1, 2
+SWEEP_AHEAD = 0.5  # wave frames the sweep runs ahead of its keyframes' times (see ``resynthesis_preset``)
 QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried beside the measured one (quadratic: 0.6 is -9 dB; 0 is off)
 
 
 def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
-    """The Vital preset (JSON-ready dict) that plays ``resynthesis`` back at its note."""
+    """The Vital preset (JSON-ready dict) that plays ``resynthesis`` back at its note.
+
+    Vital hears a moved wave frame late: it picks a frame every 7 ms and crossfades to it over the
+    next 7 ms (``kWavetableFadeTime``). The sweep starts ``SWEEP_AHEAD`` frames up, so it plays each
+    keyframe up to a frame early. Half a frame was the closest of 0, 0.5, 1 and 2 frames on the
+    evaluation split, and it was confirmed on the held-out sounds: 105 of 128 sounds came closer,
+    1-4 % per source (median), except the split's 6 real presets (1.5 % further). A fixed 7 ms lead
+    in the sweep's shape puts a step back in time, but it sounded further on most sources.
+    """
     preset = init_preset()
     preset.update(preset_name=name)
     settings = preset["settings"]
@@ -48,7 +57,7 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         settings[f"osc_{osc}_on"] = 1.0 if on else 0.0
         settings[f"osc_{osc}_level"] = 1.0
         settings[f"osc_{osc}_random_phase"] = 0.0
-        settings[f"osc_{osc}_wave_frame"] = 0.0
+        settings[f"osc_{osc}_wave_frame"] = SWEEP_AHEAD
         if on:
             settings["wavetables"][osc - 1] = Wavetable(f"vinv {label}", frames / peak, keep_level=True).to_vital()
             add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", 1.0)
