@@ -125,6 +125,18 @@ def test_each_frame_is_heard_when_it_was_measured():
     assert onset + 2048 / SAMPLE_RATE / 2 == pytest.approx(0.4, abs=0.03)
 
 
+def test_a_resynthesis_fades_in_instead_of_starting_as_a_step():
+    """The first keyframe is measured over a window centred on the onset; played from the first
+    sample, it would start at that window's level, 5 dB under the held one (a click). A tone that
+    rises over 5 ms starts at least 8 dB under its held level in the render's first 3 ms."""
+    t = np.arange(round(0.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    audio = tone(880.0, 0.5, harmonics=4, amplitude=0.5 * np.minimum(1.0, t / 0.005))
+    rendered = render(resynthesis_preset(measured(audio, 81, 0.4)), 81, 0.8, 0.4, 0.5).mean(axis=0)
+    start = levels_db(rendered, np.array([0.002]), window=0.002)[0]
+    held = levels_db(rendered, np.array([0.05]), window=0.002)[0]
+    assert start < held - 8
+
+
 def test_noise_is_resynthesised_from_the_residual(tmp_path):
     rng = np.random.default_rng(0)
     t = np.arange(round(0.5 * SAMPLE_RATE)) / SAMPLE_RATE

