@@ -132,8 +132,7 @@ def test_a_resynthesis_fades_in_instead_of_starting_as_a_step():
     t = np.arange(round(0.5 * SAMPLE_RATE)) / SAMPLE_RATE
     audio = tone(880.0, 0.5, harmonics=4, amplitude=0.5 * np.minimum(1.0, t / 0.005))
     rendered = render(resynthesis_preset(measured(audio, 81, 0.4)), 81, 0.8, 0.4, 0.5).mean(axis=0)
-    start = levels_db(rendered, np.array([0.002]), window=0.002)[0]
-    held = levels_db(rendered, np.array([0.05]), window=0.002)[0]
+    start, held = levels_db(rendered, np.array([0.002, 0.05]), window=0.002)
     assert start < held - 8
 
 
