@@ -107,6 +107,20 @@ def test_a_held_key_keeps_sounding_and_the_release_is_the_inputs_tail():
     assert 12 * np.log2(SAMPLE_RATE / np.median(periods) / 196.0) == pytest.approx(12, abs=0.3)
 
 
+def test_the_tail_keeps_ringing_as_long_as_the_inputs():
+    """A piano-like tail falls 80 dB over 0.8 s after key-up. Where the input is 60 dB under its held
+    level it still rings, and so must the render, within 5 dB: a tail measured only to -50 dB, or
+    faded a second time by the amp release on Vital's own curve, is 16-19 dB further down there."""
+    t = np.arange(round(1.2 * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.where(t < 0.3, 1.0, 10 ** (-80 * (t - 0.3) / 0.8 / 20))
+    audio = tone(220.0, 1.2, harmonics=5, amplitude=0.5 * envelope)
+    rendered = render(resynthesis_preset(measured(audio, 57, 0.3)), 57, 0.8, 0.3, 1.2).mean(axis=0)
+    wanted = levels_db(audio, np.array([0.2, 0.9]))
+    played = levels_db(rendered, np.array([0.2, 0.9]))
+    assert wanted[1] - wanted[0] == pytest.approx(-60, abs=2)
+    assert played[1] - played[0] == pytest.approx(wanted[1] - wanted[0], abs=5)
+
+
 def test_each_frame_is_heard_when_it_was_measured():
     """A sine that gains its third harmonic at 0.4 s: the render gains it at 0.4 s too."""
     t = np.arange(round(0.8 * SAMPLE_RATE)) / SAMPLE_RATE
