@@ -100,8 +100,8 @@ def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
     and 1 further (1.7 %): median 0.233 -> 0.125 x init on instrument notes, 0.207 -> 0.159 on public
     presets, 0.193 -> 0.177 on sampled patches. (The held-out instrument notes showed the problem;
     the curve, stretch and threshold were chosen on the evaluation split: 15 of 35 closer, 3 further,
-    at most 3.6 %.) A shorter tail (a key-up that cuts the sound) has no frames to
-    carry it: there the release shapes the fade itself, on Vital's curve, which sounded closer.
+    at most 3.6 %.) A shorter tail (a key-up that cuts the sound) has no frames to carry it: there
+    the release shapes the fade itself, on Vital's curve, which sounded closer.
 
     The first keyframe is measured over a window centred on the onset, and an instant attack would
     play it at that level from the first sample: a step. Real onsets rise over milliseconds. 8 ms
