@@ -72,14 +72,20 @@ def envelope(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.sqrt((energy[ends] - energy[starts]) / np.maximum(ends - starts, 1))
 
 
-def note_length(audio: np.ndarray, sample_rate: int) -> float:
-    """Seconds from the start of ``audio`` until its envelope last sits within ``END_DB`` of its peak."""
+def last_loud_frame(audio: np.ndarray, sample_rate: int, floor_db: float) -> int | None:
+    """The last ``envelope`` frame within ``floor_db`` (negative) of the peak; None when silent."""
     levels = envelope(audio, sample_rate)
     if levels.size == 0 or levels.max() == 0.0:
+        return None
+    return int(np.nonzero(levels >= levels.max() * 10 ** (floor_db / 20))[0][-1])
+
+
+def note_length(audio: np.ndarray, sample_rate: int) -> float:
+    """Seconds from the start of ``audio`` until its envelope last sits within ``END_DB`` of its peak."""
+    last = last_loud_frame(audio, sample_rate, END_DB)
+    if last is None:
         return MIN_LENGTH
-    loud = np.nonzero(levels >= levels.max() * 10 ** (END_DB / 20))[0]
-    seconds = (loud[-1] * HOP_SECONDS) + ENVELOPE_WINDOW_SECONDS
-    return float(np.clip(seconds, MIN_LENGTH, MAX_LENGTH))
+    return float(np.clip(last * HOP_SECONDS + ENVELOPE_WINDOW_SECONDS, MIN_LENGTH, MAX_LENGTH))
 
 
 def yin(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

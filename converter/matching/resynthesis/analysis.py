@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, envelope, hz_to_midi, midi_to_hz, yin
+from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, hz_to_midi, last_loud_frame, midi_to_hz, yin
 
 KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 FRAME_SIZE = 2048
@@ -96,11 +96,10 @@ def sound_duration(audio: np.ndarray, sample_rate: int, note: Note) -> float:
     further (median instrument notes 0.233 -> 0.155 x init, public presets 0.207 -> 0.177, sampled
     patches 0.193 -> 0.180); -60 and -70 dB gained less, -90 dB no more.
     """
-    levels = envelope(audio, sample_rate)
-    if levels.size == 0 or levels.max() == 0.0:
+    last = last_loud_frame(audio, sample_rate, END_DB)
+    if last is None:
         return max(note.length, MIN_SECONDS)
-    loud = np.nonzero(levels >= levels.max() * 10 ** (END_DB / 20))[0]
-    end = (loud[-1] + 1) * HOP_SECONDS
+    end = (last + 1) * HOP_SECONDS
     return float(np.clip(max(end, note.length + HOP_SECONDS), MIN_SECONDS, len(audio) / sample_rate))
 
 
