@@ -94,14 +94,12 @@ def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
     """Full sustain, and a release that leaves the input's tail to the frames; the loudness is in them.
 
     A tail of ``CARRIED_TAIL`` or more plays from the frames, so the release must not fade it a second
-    time: it lasts 1.2 times the tail on a curve held nearly flat until its end (power 6). On Vital's
-    own curve (power -2) a piano-like tail fell 16 dB too far by the time the input was 60 dB down.
-    With the tail measured to -80 dB (``sound_duration``) this brought 46 of 66 held-out sounds closer
-    and 1 further (1.7 %): median 0.233 -> 0.125 x init on instrument notes, 0.207 -> 0.159 on public
-    presets, 0.193 -> 0.177 on sampled patches. (The held-out instrument notes showed the problem;
-    the curve, stretch and threshold were chosen on the evaluation split: 15 of 35 closer, 3 further,
-    at most 3.6 %.) A shorter tail (a key-up that cuts the sound) has no frames to carry it: there
-    the release shapes the fade itself, on Vital's curve, which sounded closer.
+    time: it lasts ``CARRIED_RELEASE_STRETCH`` times the tail on a curve held nearly flat until its end.
+    On Vital's own curve a piano-like tail fell 16 dB too far by the time the input was 60 dB down.
+    With the tail measured to -80 dB (``sound_duration``), 46 of 66 held-out sounds came closer and 1
+    further (1.7 %); the curve, stretch and threshold were chosen on the evaluation split (README).
+    A shorter tail (a key-up that cuts the sound) has no frames to carry it: there the release shapes
+    the fade itself, on Vital's curve, which sounded closer.
 
     The first keyframe is measured over a window centred on the onset, and an instant attack would
     play it at that level from the first sample: a step. Real onsets rise over milliseconds. 8 ms
@@ -110,8 +108,8 @@ def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
     The search's own choice, from an instant attack, was a median 4 ms.
     """
     tail = resynthesis.duration - resynthesis.sustain
-    carried = tail >= CARRIED_TAIL
-    stretch, power = (CARRIED_RELEASE_STRETCH, CARRIED_RELEASE_POWER) if carried else (RELEASE_STRETCH, RELEASE_POWER)
+    stretch, power = ((CARRIED_RELEASE_STRETCH, CARRIED_RELEASE_POWER) if tail >= CARRIED_TAIL
+                      else (RELEASE_STRETCH, RELEASE_POWER))
     release = float(np.clip(stretch * tail, MIN_RELEASE, MAX_RELEASE))
     settings.update(env_1_delay=0.0, env_1_attack=control("env_1_attack").raw_from_unit(ATTACK), env_1_hold=0.0,
                     env_1_decay=1.0, env_1_sustain=1.0, env_1_release=control("env_1_release").raw_from_unit(release),
