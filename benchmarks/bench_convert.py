@@ -5,8 +5,8 @@ asserts nothing. Inputs are 3 s WAVs of patches drawn by the dataset's sampler
 (``training.sampling``) and rendered by Vital, so the right answer is always a Vital preset.
 
 - throughput: files/s with two worker processes (one per core, one onnxruntime thread each, like
-  vinv-batch) in the default mode (``best``), without refinement and with ``refine_seconds=2``,
-  and the median seconds of each stage;
+  vinv-batch) in the default mode (``resynth``) and in ``best`` (which also asks the model), without
+  refinement, and in the default mode with ``refine_seconds=2``, and the median seconds of each stage;
 - memory: the peak resident set of a worker process;
 - refinement: what 2 s of CMA-ES buys from a "near miss", the true patch with every knob jittered
   by up to 0.15. Quality per mode on held-out sounds is ``benchmarks/bench_quality.py``.
@@ -37,7 +37,7 @@ import soundfile  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converter.analysis.input_audio import read_audio  # noqa: E402
-from converter.convert import analyse, convert, tune  # noqa: E402
+from converter.convert import MODES, analyse, convert, tune  # noqa: E402
 from converter.matching.model import DEFAULT_MODEL, PresetModel  # noqa: E402
 from converter.matching.refine import refine  # noqa: E402
 from converter.vital.parameters import Kind, parameter_space  # noqa: E402
@@ -106,10 +106,10 @@ class _Worker:
     out: Path | None = None
 
 
-def _start_worker(model_path: str, out: str, warm_up: str, ready) -> None:
-    _Worker.model = PresetModel.load(model_path, threads=1)
+def _start_worker(model_path: str, out: str, warm_up: str, mode: str, ready) -> None:
+    _Worker.model = PresetModel.load(model_path, threads=1) if mode != MODES[0] else None  # as vinv-batch loads it
     _Worker.out = Path(out)
-    convert(warm_up, model=_Worker.model, out_dir=_Worker.out)  # first-call caches
+    convert(warm_up, model=_Worker.model, out_dir=_Worker.out, mode=mode)  # first-call caches
     ready.wait()
 
 
@@ -123,26 +123,26 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _convert(job: tuple[str, float]) -> tuple[dict[str, float], float]:
-    path, refine_seconds = job
-    result = convert(path, model=_Worker.model, out_dir=_Worker.out, refine_seconds=refine_seconds)
+def _convert(job: tuple[str, float, str]) -> tuple[dict[str, float], float]:
+    path, refine_seconds, mode = job
+    result = convert(path, model=_Worker.model, out_dir=_Worker.out, refine_seconds=refine_seconds, mode=mode)
     return result.timings, peak_rss_mb()
 
 
-def throughput(model_path: Path, paths: list[Path], refine_seconds: float, out: Path) -> None:
+def throughput(model_path: Path, paths: list[Path], refine_seconds: float, out: Path, mode: str = MODES[0]) -> None:
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(WORKERS + 1)
-    setup = (str(model_path), str(out), str(paths[0]), ready)
+    setup = (str(model_path), str(out), str(paths[0]), mode, ready)
     with context.Pool(WORKERS, initializer=_start_worker, initargs=setup) as pool:
-        ready.wait()  # every worker has loaded the model and converted one file
+        ready.wait()  # every worker is set up (with the model where the mode asks) and has converted one file
         started = time.perf_counter()
-        results = pool.map(_convert, [(str(path), refine_seconds) for path in paths], chunksize=1)
+        results = pool.map(_convert, [(str(path), refine_seconds, mode) for path in paths], chunksize=1)
         elapsed = time.perf_counter() - started
     stages = {name: np.median([timings[name] for timings, _ in results]) for name in results[0][0]}
-    label = f"refine {refine_seconds:g} s" if refine_seconds else "no refinement"
-    print(f"{label:>14}: {len(paths) / elapsed:5.2f} files/s on {WORKERS} cores "
+    label = f"{mode}, " + (f"refine {refine_seconds:g} s" if refine_seconds else "no refinement")
+    print(f"{label:>22}: {len(paths) / elapsed:5.2f} files/s on {WORKERS} cores "
           f"({len(paths)} files in {elapsed:.1f} s); peak RSS per worker {max(rss for _, rss in results):.0f} MB")
-    print(" " * 16 + "median seconds per file: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
+    print(" " * 24 + "median seconds per file: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
 
 
 def quality(inputs: list[tuple[Path, np.ndarray]]) -> None:
@@ -184,6 +184,7 @@ def main() -> None:
         print(f"{FILES} inputs of {INPUT_SECONDS:g} s, model {model_path.name}, numpy {np.__version__}, "
               f"{os.cpu_count()} CPUs visible")
         throughput(model_path, paths, 0.0, out)
+        throughput(model_path, paths, 0.0, out, "best")
         throughput(model_path, paths[:REFINED_FILES], REFINE_SECONDS, out)
         quality(inputs[:QUALITY_TARGETS])
         print(f"peak RSS of this process (inputs, quality runs): {peak_rss_mb():.0f} MB")

@@ -68,7 +68,7 @@ PREVIEW_SUBTYPE = "PCM_16"
 PEAK_LIMIT = 0.99  # loudness matching never pushes the preview into clipping
 QUIETEST_VOLUME_DB = -60.0  # loudness matching keeps Vital's volume where it is still audible
 PRESET_SUFFIX, PREVIEW_SUFFIX = ".vital", ".preview.wav"
-MODES = ("best", "resynth", "patch")
+MODES = ("resynth", "best", "patch")  # the first is the default; the others ask the model too
 RENDER_THREADS = 2
 METHOD_NAMES = {
     "resynth": "resynthesis: wavetables made from the sound itself",
@@ -444,17 +444,19 @@ def convert(
     refine_seconds: float = 0.0,
     threads: int | None = None,
     overwrite: bool = True,
-    mode: str = "best",
+    mode: str = MODES[0],
     variations: int = 0,
 ) -> ConversionResult:
     """Convert one audio file into ``<stem>.vital`` and ``<stem>.preview.wav``.
 
-    ``mode`` picks the candidates: ``best`` (default) renders the resynthesis, the model's patch and
-    their hybrid and keeps the closest; ``resynth`` only the resynthesis; ``patch`` only patches on
+    ``mode`` picks the candidates: ``resynth`` (default) the resynthesis and its variants; ``best``
+    also the model's patch and their hybrid, and keeps the closest of all (the same answer on every
+    held-out and split sound measured, about a quarter slower: README); ``patch`` only patches on
     vinv's own wavetables (the editable classic-synth answer: the model's, the model's with the
     input's amp envelope, and the bank's tables nearest to the sound). ``variations`` > 0 also
-    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` defaults
-    to the shipped one, loaded once per process with ``threads`` onnxruntime threads.
+    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` (for
+    ``best`` and ``patch``) defaults to the shipped one, loaded once per process with ``threads``
+    onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
     candidate. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``
     existing outputs are an error.

@@ -79,6 +79,17 @@ def test_converts_a_vital_render_into_a_preset_and_preview(tmp_path, tiny_model)
     assert np.abs(preview).max() > 0.01
 
 
+def test_the_default_mode_is_the_resynthesis_and_never_asks_a_model(tmp_path, monkeypatch):
+    def no_model(threads):
+        raise AssertionError("the default mode loaded a model")
+
+    monkeypatch.setattr(convert_module, "_shipped_model", no_model)
+    source = tmp_path / "lead.wav"
+    write_vital_sound(source)
+    result = convert(source)
+    assert result.method == "resynth" and vita.Synth().load_json(result.preset_path.read_text())
+
+
 def test_writes_into_out_dir_and_refuses_to_overwrite_when_asked(tmp_path, tiny_model):
     source = tmp_path / "pluck.flac"
     write_vital_sound(source, format="FLAC")

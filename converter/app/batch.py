@@ -211,16 +211,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="write outputs into DIR, mirroring the input tree (default: beside each input)")
     parser.add_argument("--force", action="store_true", help="convert inputs whose preset is already newer too")
     parser.add_argument("--refine", type=seconds, default=0.0, metavar="SECONDS",
-                        help="search time per file to improve on the model's answer (default: 0)")
+                        help="search time per file to improve on the closest candidate (default: 0)")
     parser.add_argument("--mode", choices=MODES, default=MODES[0],
-                        help="best: the closest of every candidate (default); resynth: only the resynthesis "
-                             "of the input; patch: only classic-synth patches on vinv's own wavetables")
+                        help="resynth: the resynthesis of the input (default); best: the closest of it and the "
+                             "model's patches; patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, default=0, metavar="K",
                         help="also write the next K candidates as NAME.alt-1.vital ... (default: 0)")
     parser.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per core)")
     parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
                         help="onnxruntime threads per worker (default: 1)")
-    parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")
+    parser.add_argument("--model", type=Path, metavar="PATH",
+                        help="exported vinv model, for --mode best and patch (default: the shipped one)")
     parser.add_argument("--report", type=Path, metavar="PATH",
                         help=f"CSV report (default: {REPORT_NAME} in --out, or else in the first DIR); the "
                              "page, vinv-report.html, is always written in --out, or else in each DIR")

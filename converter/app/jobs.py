@@ -57,7 +57,7 @@ from converter.app.report.records import CONVERTED, FAILED, Record, RecordPlace,
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg"})
 PRESET_SUFFIX = ".vital"
 ALT_PRESET_INFIX = ".alt-"  # kick.alt-1.vital: the variations
-MODES = ("best", "resynth", "patch")  # converter.convert.MODES: kept here so this module needs no numpy
+MODES = ("resynth", "best", "patch")  # converter.convert.MODES: kept here so this module needs no numpy
 PREVIEW_SUFFIX = ".preview.wav"
 ERROR_SUFFIX = ".vinv-error.txt"
 TEMP_SUFFIX = ".vinv-tmp"
@@ -405,7 +405,8 @@ class _Worker:
 
 
 def init_worker(setup: WorkerSetup, stop: Connection) -> None:
-    """Worker initializer: load the model once. Never raises: the job that follows reports the problem."""
+    """Worker initializer: load the model once, where the mode asks for one. Never raises: the job that
+    follows reports the problem."""
     for variable in BLAS_THREAD_VARIABLES:  # before numpy loads; see BLAS_THREAD_VARIABLES
         os.environ.setdefault(variable, str(setup.threads))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
@@ -420,7 +421,9 @@ def init_worker(setup: WorkerSetup, stop: Connection) -> None:
             from converter.matching.model import PresetModel
 
             _Worker.conversion = convert
-            _Worker.model = PresetModel.load(setup.model, threads=setup.threads)
+            # The default mode asks no model; one named all the same is loaded, so a broken file says so now.
+            asks_model = setup.mode != MODES[0] or setup.model is not None
+            _Worker.model = PresetModel.load(setup.model, threads=setup.threads) if asks_model else None
         _Worker.error = ""
     except Exception as error:  # ModelError's message is already one line for the user
         _Worker.error = str(error).strip().split("\n")[0] or type(error).__name__
@@ -458,7 +461,7 @@ def convert_job(
     model: Any,
     refine_seconds: float,
     threads: int,
-    mode: str = "best",
+    mode: str = MODES[0],
     variations: int = 0,
     write_error_report: bool,
 ) -> JobOutcome:

@@ -438,11 +438,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="onnxruntime threads per conversion")
     parser.add_argument("--refine", type=seconds, metavar="SECONDS", help="search time per file")
     parser.add_argument("--mode", choices=MODES,
-                        help="best: the closest of every candidate; resynth: only the resynthesis of the input; "
-                             "patch: only classic-synth patches on vinv's own wavetables")
+                        help="resynth: the resynthesis of the input; best: the closest of it and the model's "
+                             "patches; patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, metavar="K",
                         help="also write the next K candidates as NAME.alt-1.vital ...")
-    parser.add_argument("--model", type=Path, metavar="PATH", help="exported vinv model (default: the shipped one)")
+    parser.add_argument("--model", type=Path, metavar="PATH",
+                        help="exported vinv model, for --mode best and patch (default: the shipped one)")
     parser.add_argument("--log-file", type=Path, metavar="PATH", help="log file")
     parser.add_argument("--print-config", action="store_true", help="show the resolved folders and settings, then exit")
     return parser
