@@ -1,10 +1,11 @@
 """How vinv-watch behaves as a daemon: latency, throughput, memory and idle CPU.
 
-Run ``python benchmarks/bench_watch.py [--model PATH] [--files 500] [--workers 2]`` from the repo
+Run ``python benchmarks/bench_watch.py [--mode MODE] [--model PATH] [--files 500] [--workers 2]`` from the repo
 root (Linux: memory and CPU are read from /proc). It starts the real ``vinv-watch`` command on a
 temp folder and prints, asserting nothing:
 
-- start: from launch until the daemon logs that it is watching (its first worker has loaded the model);
+- start: from launch until the daemon logs that it is watching (its first worker is up, with the model
+  where the mode asks for one);
 - drop-to-preset latency for one file moved in, with workers warm and after they were let go for
   being idle (``worker_idle_seconds``, 15 s here); a file moved in waits 0.05 s on Linux (nothing
   has it open) and the full 0.5 s settle time elsewhere;
@@ -14,8 +15,9 @@ temp folder and prints, asserting nothing:
 - idle CPU: seconds of CPU used by the whole process tree over 10 s of doing nothing;
 - stop: from SIGTERM until the process has exited.
 
-Without ``--model`` the shipped model is used, or else a random compact model is exported first
-(needs torch): its speed is a small model's, not the shipped one's.
+The default mode (``resynth``) asks no model. In ``best`` and ``patch``, without ``--model`` the shipped
+model is used, or else a random compact model is exported first (needs torch): its speed is a small
+model's, not the shipped one's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from converter.app.jobs import MODES  # noqa: E402
 
 SAMPLE_RATE = 44100
 SECONDS = 0.5
@@ -142,7 +146,9 @@ def idle_figures(pid: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="exported vinv model (default: shipped, else a random one)")
+    parser.add_argument("--mode", choices=MODES, default=MODES[0], help=f"conversion mode (default: {MODES[0]})")
+    parser.add_argument("--model", type=Path, help="exported vinv model (default in best and patch: shipped, "
+                                                   "else a random one)")
     parser.add_argument("--files", type=int, default=500, help="files in the big drop (default: 500)")
     parser.add_argument("--workers", type=int, default=2, help="conversions at a time (default: 2)")
     args = parser.parse_args()
@@ -151,7 +157,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as temp:
         temp = Path(temp)
-        model = args.model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny_model(temp))
+        model = args.model or (None if args.mode == MODES[0] else
+                               DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny_model(temp))
         inbox, outside, log = temp / "inbox", temp / "outside", temp / "vinv-watch.log"
         inbox.mkdir()
         singles = write_sounds(outside / "singles", 2)
@@ -159,13 +166,14 @@ def main() -> None:
         config = temp / "config.json"
         config.write_text(json.dumps({"workers": args.workers, "worker_idle_seconds": WORKER_IDLE_SECONDS,
                                       "log_file": str(log)}))
-        print(f"model: {model} ({model.stat().st_size / 1e6:.1f} MB); {args.workers} workers; "
+        named = f"model {model} ({model.stat().st_size / 1e6:.1f} MB)" if model else "no model"
+        print(f"mode {args.mode}, {named}; {args.workers} workers; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
         started = time.perf_counter()
-        daemon = subprocess.Popen([sys.executable, "-m", "converter.app.watch", str(inbox), "--model", str(model),
-                                   "--config", str(config)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                                  stderr=subprocess.DEVNULL)
+        options = ["--mode", args.mode, *(["--model", str(model)] if model else []), "--config", str(config)]
+        daemon = subprocess.Popen([sys.executable, "-m", "converter.app.watch", str(inbox), *options], cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: log.is_file() and "watching" in log.read_text(), 300, poll=0.05)
             print(f"start: {time.perf_counter() - started:.1f} s until watching")
@@ -177,7 +185,8 @@ def main() -> None:
             time.sleep(max(0.0, last_work + WORKER_IDLE_SECONDS + 1 - time.perf_counter()))
             print(f"idle, workers let go: {idle_figures(daemon.pid)}")
             cold = drop_one(singles[1], inbox)
-            print(f"latency, workers cold: {cold:.2f} s drop to preset (starts a worker and loads the model)")
+            loads = " and loads the model" if model else ""
+            print(f"latency, workers cold: {cold:.2f} s drop to preset (starts a worker{loads})")
 
             targets = [inbox / path.name for path in drop]
             peak, start = 0.0, time.perf_counter()
