@@ -1,7 +1,7 @@
 """How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
 
 Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2 [--refine-modes best patch]]
-[--refine-renders 30] [--random 64]`` from the repo
+[--refine-renders 30] [--random 64] [--truth]`` from the repo
 root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
 instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
 
@@ -21,9 +21,12 @@ played at the same note for the same time: 1.0 is no better than init, lower is 
 figures do not depend on how busy the machine is, so search changes compare like with like.
 ``--modes patch-without-model`` is patch mode without the model's candidates (the ablation).
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
-at the detected note (N renders per sound). ``--split NAME`` judges the test split of the set
-vinv-dataset built instead (one clip of each of the first ``SPLIT_COUNT`` patches per source,
-written once as WAVs beside the held-out set): the evaluation split, our own sampler's sounds.
+at the detected note (N renders per sound). ``--truth`` adds the floor: each preset and sampled
+sound's own preset played again as it was played for the WAV, on a fresh engine (Vital's random
+phases, noise and free-running LFOs differ from take to take; a fluidsynth note does not).
+``--split NAME`` judges the test split of the set vinv-dataset built instead (one clip of each of
+the first ``SPLIT_COUNT`` patches per source, written once as WAVs beside the held-out set): the
+evaluation split, our own sampler's sounds.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ PRESET_STRIDE = 3
 SHARED_PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
 SPLIT_COUNT = 12
 WITHOUT_MODEL = "patch-without-model"  # a --modes entry: patch mode's candidates less the model's
+TRUTH = "truth"  # the run --truth adds: each held-out sound's own preset, played again on a fresh engine
 
 
 def heldout_folder() -> Path:
@@ -85,8 +89,6 @@ def build_split(name: str, folder: Path) -> tuple[str, ...]:
 
 def build_heldout(folder: Path) -> None:
     """Write the held-out WAVs (once; existing files are kept)."""
-    from converter.vital.parameters import parameter_space
-    from converter.vital.preset import preset_from_vector, read_preset
     from converter.vital.render import SAMPLE_RATE, render
     from training.instruments import (
         DEFAULT_SOUNDFONT,
@@ -97,7 +99,6 @@ def build_heldout(folder: Path) -> None:
         midi_file,
         play,
     )
-    from training.sampling import draw_performance, patch_from_row
 
     def write(source: str, name: str, audio: np.ndarray) -> None:
         path = folder / source / f"{name}.wav"
@@ -110,17 +111,31 @@ def build_heldout(folder: Path) -> None:
             if not (folder / "instrument" / f"{name}-{pitch}.wav").exists():
                 audio = play(midi_file(program, pitch, MIDI_VELOCITY, NOTE_SECONDS), DEFAULT_SOUNDFONT)
                 write("instrument", f"{name}-{pitch}", audio.T)
+    for (source, name), (preset, pitch, velocity, length) in heldout_presets().items():
+        if not (folder / source / f"{name}.wav").exists():
+            write(source, name, render(preset, pitch, velocity, length, length + 1.5))
+
+
+@lru_cache(maxsize=1)
+def heldout_presets() -> dict[tuple[str, str], tuple[dict, int, float, float]]:
+    """The presets behind the held-out ``preset`` and ``sampled`` sounds, by (source, name): each with
+    the pitch, velocity and note length it was played at."""
+    from converter.vital.parameters import parameter_space
+    from converter.vital.preset import preset_from_vector, read_preset
+    from training.sampling import draw_performance, patch_from_row
+
+    presets = {}
     for k, path in enumerate(sorted(SHARED_PRESETS.rglob("*.vital"))[::PRESET_STRIDE]):
         pitch, length = 48 + 7 * (k % 4), (0.5, 1.0, 2.0)[k % 3]
-        write("preset", path.stem.split("__")[-1], render(read_preset(path), pitch, 0.8, length, length + 1.5))
+        presets["preset", path.stem.split("__")[-1]] = (read_preset(path), pitch, 0.8, length)
     space = parameter_space()
     rng = np.random.default_rng(SAMPLED_SEED)
     for k in range(SAMPLED_COUNT):
         performance = draw_performance(rng)
         vector = patch_from_row(rng.random(len(space)), rng, performance, space)
-        audio = render(preset_from_vector(vector, space=space), performance.pitch, performance.velocity,
-                       performance.note_length, performance.note_length + 1.5)
-        write("sampled", f"patch-{k:02d}", audio)
+        presets["sampled", f"patch-{k:02d}"] = (preset_from_vector(vector, space=space), performance.pitch,
+                                                performance.velocity, performance.note_length)
+    return presets
 
 
 @lru_cache(maxsize=1)
@@ -140,10 +155,15 @@ def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, 
     from converter.analysis.input_audio import read_audio
     from converter.convert import analyse, convert, render_preview, score
     from converter.vital.preset import init_preset
+    from converter.vital.render import SAMPLE_RATE, render
 
     analysis = analyse(read_audio(path))
     started = time.perf_counter()
-    if mode.startswith("random-"):
+    if mode == TRUTH:
+        preset, pitch, velocity, length = heldout_presets()[path.parent.name, path.stem]
+        distance, method = analysis.comparison.distance(render(preset, pitch, velocity, length, length + 1.5),
+                                                        SAMPLE_RATE), TRUTH
+    elif mode.startswith("random-"):
         distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
     elif mode == WITHOUT_MODEL:
         distance, method = _patch_without_model(analysis, path.stem, _model(model_path))
@@ -214,7 +234,11 @@ def main() -> None:
     parser.add_argument("--split", metavar="SET", help="judge the test split of this vinv-dataset set instead")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also the baseline: the best of N random sampler patches per sound")
+    parser.add_argument("--truth", action="store_true",
+                        help="also the floor: each held-out preset or sampled sound's own preset, played again")
     args = parser.parse_args()
+    if args.truth and args.split:
+        parser.error("--truth judges the held-out set only")
     if args.split:
         folder = split_folder(args.split)
         sources = build_split(args.split, folder)
@@ -224,6 +248,7 @@ def main() -> None:
     runs = [(mode, 0.0) for mode in args.modes] + [(mode, args.refine) for mode in args.refine_modes if args.refine]
     runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
+    runs += [(TRUTH, 0.0)] if args.truth else []
     print(f"sounds: {folder}; model: {args.model or 'shipped'}")
     print("| run | " + " | ".join(sources) + " | s/file | winners |")
     print("|---|" + "---|" * (len(sources) + 2))
@@ -231,6 +256,9 @@ def main() -> None:
         for mode, refine_seconds in runs:
             cells, seconds, winners = [], [], {}
             for source in sources:
+                if mode == TRUTH and source == "instrument":  # fluidsynth plays a note the same way every time
+                    cells.append("0")
+                    continue
                 files = sorted((folder / source).glob("*.wav"))[: args.limit]
                 results = list(pool.map(_measure, [(path, mode, refine_seconds, args.model) for path in files]))
                 ratios = [distance / init for distance, init, _, _ in results]
