@@ -21,7 +21,8 @@ from converter.analysis.note import HOP_SECONDS, envelope
 ATTACK_REACH = 10 ** (-1 / 20)  # the attack ends 1 dB under the peak
 DECAY_REACH = 0.1  # the decay ends this share of the way from the peak to the sustain level
 RELEASE_DB = -40.0
-DECAY_SHARE = 0.65  # Vital's decay gets 90 % of its way in this share of its time (measured)
+DECAY_SHARE = 0.70  # Vital's decay gets 90 % of its way in this share of its time (measured)
+DECAY_SMOOTHING = 5  # frames averaged where the decay's end is looked for: a waveform's ripple moved it ±10 %
 RELEASE_SHARE = 0.75  # Vital's release falls 40 dB in this share of its time (measured)
 SHORTEST = 0.005  # seconds: no stage is measured shorter than this
 
@@ -50,7 +51,9 @@ def measure_amp_envelope(audio: np.ndarray, sample_rate: int, note_length: float
     attack_frame = int(np.flatnonzero(level[: peak_frame + 1] >= ATTACK_REACH * peak)[0])
     at_key_up = float(np.median(level[max(peak_frame, held - 5) : held + 1]))
     sustain = float(np.clip(at_key_up / peak, 0.0, 1.0))
-    near_sustain = np.flatnonzero(level[peak_frame : held + 1] <= at_key_up + DECAY_REACH * (peak - at_key_up))
+    smooth = np.convolve(np.pad(level, DECAY_SMOOTHING // 2, mode="edge"), np.ones(DECAY_SMOOTHING) / DECAY_SMOOTHING,
+                         mode="valid")
+    near_sustain = np.flatnonzero(smooth[peak_frame : held + 1] <= at_key_up + DECAY_REACH * (peak - at_key_up))
     decay_frames = near_sustain[0] if near_sustain.size else held - peak_frame
     release = None
     if at_key_up >= peak * 10 ** (RELEASE_DB / 20):
