@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 from converter.vital.lfo_shapes import LFO_SHAPES
-from converter.vital.wavetables import BANK_VERSION, default_bank
+from converter.vital.wavetables import BANK_VERSION, bank_names
 
 
 class Curve(str, Enum):
@@ -425,9 +425,9 @@ def _unique_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
 def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) -> Parameter:
     weight = GROUP_WEIGHTS.get(group, 1.0)
     if name.endswith("_wavetable"):
-        bank = default_bank()
-        return Parameter(name, kind, group, weight, options=bank.names, choices=tuple(map(float, range(len(bank)))),
-                         default=float(bank.index(INIT_WAVETABLE)))
+        names = bank_names()
+        return Parameter(name, kind, group, weight, options=names, choices=tuple(map(float, range(len(names)))),
+                         default=float(names.index(INIT_WAVETABLE)))
     if name.endswith("_shape") and name.startswith("lfo_"):
         names = tuple(shape.name for shape in LFO_SHAPES)
         return Parameter(name, kind, group, weight, options=names, choices=tuple(map(float, range(len(names)))))

@@ -32,7 +32,7 @@ from converter.vital.parameters import (
     ParameterSpace,
     parameter_space,
 )
-from converter.vital.wavetables import default_bank, frames_from_vital
+from converter.vital.wavetables import bank_table, default_bank, frames_from_vital
 
 AUTHOR = "vinv"
 MAX_PRESET_BYTES = 64 * 1024 * 1024  # real presets with embedded samples stay well under this
@@ -52,8 +52,7 @@ def _template() -> str:
     preset = json.loads(vita.Synth().to_json())  # a new engine holds the init patch
     preset["synth_version"] = VITAL_VERSION
     preset["author"] = AUTHOR  # how vinv knows its own presets, and never replaces a user's
-    bank = default_bank()
-    init_table = bank[bank.index(INIT_WAVETABLE)].to_vital()
+    init_table = bank_table(INIT_WAVETABLE).to_vital()
     preset["settings"]["wavetables"] = [copy.deepcopy(init_table) for _ in range(3)]
     noise = np.random.default_rng(NOISE_SEED).integers(-32767, 32768, size=44100, dtype=np.int16)
     preset["settings"]["sample"] = {

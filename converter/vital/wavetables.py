@@ -11,7 +11,7 @@ import base64
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -452,59 +452,73 @@ _BAR_RATIOS = (1.0, 2.756, 5.404, 8.933, 13.344, 18.638)  # free-free bar (marim
 _BAR_AMPLITUDES = (1.0, 0.6, 0.35, 0.2, 0.12, 0.08)
 
 
-def _build_tables() -> list[Wavetable]:
-    sine = _from_harmonics([1.0])
-    saw = _from_harmonics(_saw_amplitudes())
-    triangle = _from_harmonics(_triangle_amplitudes())
-    square = _from_harmonics(_square_amplitudes())
-    tables = {
-        "Sine": [sine],
-        "Saw": [saw],
-        "Triangle": [triangle],
-        "Square": [square],
-        "Basic Shapes": [sine, triangle, saw, square],
-        "PWM": [_pulse(width) for width in np.linspace(0.5, 0.04, 16)],
-        "Saw To Square": [_saw_to_square(mix) for mix in np.linspace(0.0, 1.0, 8)],
-        "Bright Sweep": [_lowpassed_saw(cutoff) for cutoff in np.geomspace(1.0, 512.0, 16)],
-        "Odd Sweep": [_lowpassed_saw(cutoff, odd_only=True) for cutoff in np.geomspace(1.0, 512.0, 16)],
-        "Even Sweep": [_even_boosted_saw(boost) for boost in np.geomspace(1.0, 8.0, 8)],
-        "Harmonic Scan": [_harmonic_peak(center) for center in np.geomspace(1.0, 64.0, 16)],
-        "Formant Sweep": [_resonant_saw(center) for center in np.geomspace(2.0, 64.0, 16)],
-        "Vowels": [_vowel(formants, 110.0) for formants in _VOWEL_FORMANTS],
-        "Vowels High": [
+def _table_recipes() -> dict[str, Callable[[], list[np.ndarray]]]:
+    """The default bank in id order: each table's name and how to compute its frames, so that the names
+    (all the parameter table needs) cost nothing and a table is computed only when something plays it."""
+    return {
+        "Sine": lambda: [_from_harmonics([1.0])],
+        "Saw": lambda: [_from_harmonics(_saw_amplitudes())],
+        "Triangle": lambda: [_from_harmonics(_triangle_amplitudes())],
+        "Square": lambda: [_from_harmonics(_square_amplitudes())],
+        "Basic Shapes": lambda: [_from_harmonics(amplitudes) for amplitudes in
+                                 ([1.0], _triangle_amplitudes(), _saw_amplitudes(), _square_amplitudes())],
+        "PWM": lambda: [_pulse(width) for width in np.linspace(0.5, 0.04, 16)],
+        "Saw To Square": lambda: [_saw_to_square(mix) for mix in np.linspace(0.0, 1.0, 8)],
+        "Bright Sweep": lambda: [_lowpassed_saw(cutoff) for cutoff in np.geomspace(1.0, 512.0, 16)],
+        "Odd Sweep": lambda: [_lowpassed_saw(cutoff, odd_only=True) for cutoff in np.geomspace(1.0, 512.0, 16)],
+        "Even Sweep": lambda: [_even_boosted_saw(boost) for boost in np.geomspace(1.0, 8.0, 8)],
+        "Harmonic Scan": lambda: [_harmonic_peak(center) for center in np.geomspace(1.0, 64.0, 16)],
+        "Formant Sweep": lambda: [_resonant_saw(center) for center in np.geomspace(2.0, 64.0, 16)],
+        "Vowels": lambda: [_vowel(formants, 110.0) for formants in _VOWEL_FORMANTS],
+        "Vowels High": lambda: [
             _vowel(tuple(f * _HIGH_VOICE_FORMANT_SCALE for f in formants), 220.0) for formants in _VOWEL_FORMANTS
         ],
-        "Sync Saw": [_hard_sync(_ramp, ratio) for ratio in np.linspace(1.0, 8.0, 16)],
-        "Sync Sine": [_hard_sync(_sine, ratio) for ratio in np.linspace(1.0, 8.0, 16)],
-        **{f"FM 1:{ratio}": [_fm(ratio, index) for index in np.linspace(0.0, 6.0, 16)] for ratio in (1, 2, 3, 4, 7)},
-        "FM Ratio": [_fm(ratio, 2.0) for ratio in range(1, 17)],
-        "Bell": _decaying_partials(_rounded_partials(_BELL_RATIOS, 10), _BELL_AMPLITUDES),
-        "Bar": _decaying_partials(_rounded_partials(_BAR_RATIOS, 4), _BAR_AMPLITUDES),
-        "Plate": _decaying_partials(*_plate_partials()),
-        "Metallic": _decaying_partials(*_metallic_partials()),
-        "White Noise": _noise(0.0, seed=11),
-        "Pink Noise": _noise(1.0, seed=12),
-        "Brown Noise": _noise(2.0, seed=13),
-        "Blue Noise": _noise(-1.0, seed=14),
-        "Saw Stack": [
+        "Sync Saw": lambda: [_hard_sync(_ramp, ratio) for ratio in np.linspace(1.0, 8.0, 16)],
+        "Sync Sine": lambda: [_hard_sync(_sine, ratio) for ratio in np.linspace(1.0, 8.0, 16)],
+        **{f"FM 1:{ratio}": partial(_fm_sweep, ratio) for ratio in (1, 2, 3, 4, 7)},
+        "FM Ratio": lambda: [_fm(ratio, 2.0) for ratio in range(1, 17)],
+        "Bell": lambda: _decaying_partials(_rounded_partials(_BELL_RATIOS, 10), _BELL_AMPLITUDES),
+        "Bar": lambda: _decaying_partials(_rounded_partials(_BAR_RATIOS, 4), _BAR_AMPLITUDES),
+        "Plate": lambda: _decaying_partials(*_plate_partials()),
+        "Metallic": lambda: _decaying_partials(*_metallic_partials()),
+        "White Noise": lambda: _noise(0.0, seed=11),
+        "Pink Noise": lambda: _noise(1.0, seed=12),
+        "Brown Noise": lambda: _noise(2.0, seed=13),
+        "Blue Noise": lambda: _noise(-1.0, seed=14),
+        "Saw Stack": lambda: [
             _stacked_saws((1, 2, 3, 4, 6, 8)[:voices], (1.0, 0.7, 0.5, 0.5, 0.35, 0.35)) for voices in range(1, 7)
         ],
-        "Chords": [
+        "Chords": lambda: [
             _stacked_saws((4, 5, 6), (1.0, 1.0, 1.0)),
             _stacked_saws((10, 12, 15), (1.0, 1.0, 1.0)),
             _stacked_saws((6, 8, 9), (1.0, 1.0, 1.0)),
             _stacked_saws((4, 5, 6, 7), (1.0, 1.0, 1.0, 1.0)),
         ],
-        "Organ": [_organ(registration) for registration in _ORGAN_REGISTRATIONS],
-        "Bitcrush": [_bitcrushed(bits) for bits in range(8, 0, -1)],
-        "Downsample": [_downsampled(steps) for steps in (64, 32, 16, 12, 8, 6, 4, 2)],
-        "Wavefold": [_folded(gain) for gain in np.linspace(1.0, 8.0, 16)],
-        "Drive": [_driven(gain) for gain in np.geomspace(0.5, 30.0, 8)],
-        "Comb": [_combed_saw(delay) for delay in np.geomspace(1 / 128, 1 / 4, 16)],
-        "Reso Saw": [_resonant_window(ratio) for ratio in np.linspace(1.0, 16.0, 16)],
-        "Phase Dist": [_phase_distorted(knee) for knee in np.linspace(0.5, 0.02, 8)],
+        "Organ": lambda: [_organ(registration) for registration in _ORGAN_REGISTRATIONS],
+        "Bitcrush": lambda: [_bitcrushed(bits) for bits in range(8, 0, -1)],
+        "Downsample": lambda: [_downsampled(steps) for steps in (64, 32, 16, 12, 8, 6, 4, 2)],
+        "Wavefold": lambda: [_folded(gain) for gain in np.linspace(1.0, 8.0, 16)],
+        "Drive": lambda: [_driven(gain) for gain in np.geomspace(0.5, 30.0, 8)],
+        "Comb": lambda: [_combed_saw(delay) for delay in np.geomspace(1 / 128, 1 / 4, 16)],
+        "Reso Saw": lambda: [_resonant_window(ratio) for ratio in np.linspace(1.0, 16.0, 16)],
+        "Phase Dist": lambda: [_phase_distorted(knee) for knee in np.linspace(0.5, 0.02, 8)],
     }
-    return [Wavetable(name, np.stack(frames)) for name, frames in tables.items()]
+
+
+def _fm_sweep(ratio: int) -> list[np.ndarray]:
+    return [_fm(ratio, index) for index in np.linspace(0.0, 6.0, 16)]
+
+
+@lru_cache(maxsize=1)
+def bank_names() -> tuple[str, ...]:
+    """The default bank's table names in id order, without computing any table."""
+    return tuple(_table_recipes())
+
+
+@lru_cache(maxsize=None)
+def bank_table(name: str) -> Wavetable:
+    """One table of the default bank, computed on first use."""
+    return Wavetable(name, np.stack(_table_recipes()[name]()))
 
 
 @lru_cache(maxsize=1)
@@ -513,4 +527,4 @@ def default_bank() -> WavetableBank:
 
     Table 0 is "Sine" and table 1 "Saw": other modules rely on those two ids.
     """
-    return WavetableBank(_build_tables())
+    return WavetableBank([bank_table(name) for name in bank_names()])
