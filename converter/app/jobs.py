@@ -419,11 +419,15 @@ def init_worker(setup: WorkerSetup, stop: Connection) -> None:
         else:
             from converter.convert import convert
             from converter.matching.model import PresetModel
+            from converter.vital.parameters import parameter_space
+            from converter.vital.preset import init_preset
 
             _Worker.conversion = convert
             # The default mode asks no model; one named all the same is loaded, so a broken file says so now.
             asks_model = setup.mode != MODES[0] or setup.model is not None
             _Worker.model = PresetModel.load(setup.model, threads=setup.threads) if asks_model else None
+            parameter_space()  # both are built once per process (~0.25 s): here, not in the first file's time
+            init_preset()
         _Worker.error = ""
     except Exception as error:  # ModelError's message is already one line for the user
         _Worker.error = str(error).strip().split("\n")[0] or type(error).__name__
