@@ -121,7 +121,7 @@ class Analysis:
 
     note: Note
     clip: np.ndarray  # (CLIP_SAMPLES,) 24 kHz, cut by prepare_clip: what the model hears
-    target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level
+    target: np.ndarray  # 44.1 kHz mono from the onset, at the input's own level (without DC: read_audio)
     comparison: Comparison  # the target prepared once for every distance (``converter.matching.scoring``)
 
 

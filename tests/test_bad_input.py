@@ -86,6 +86,12 @@ def test_silence(tmp_path, tiny_model):
     assert_fails_cleanly(path, tiny_model, "silent")
 
 
+def test_a_constant_offset_is_silence(tmp_path, tiny_model):
+    path = tmp_path / "offset.wav"
+    soundfile.write(path, np.full(RATE, 0.3, np.float32), RATE)
+    assert_fails_cleanly(path, tiny_model, "silent")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_and_infinite_samples(tmp_path, tiny_model, bad):
     audio = tone()

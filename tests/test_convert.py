@@ -11,7 +11,7 @@ import soundfile
 import vita
 
 from converter import convert as convert_module
-from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, to_model_rate
+from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, remove_dc, to_model_rate
 from converter.analysis.input_audio import InputAudio, read_audio
 from converter.analysis.note import Note, detect_note
 from converter.convert import (
@@ -145,6 +145,29 @@ def test_analyse_cuts_the_target_at_the_onset():
     assert analysis.note.pitch == 57 and analysis.note.pitched
     assert np.abs(analysis.target[:10] - tone[:10]).max() < 0.05
     assert analysis.clip.shape == (CLIP_SAMPLES,)
+
+
+def test_remove_dc_drops_an_offset_and_its_drift_and_keeps_the_lowest_bass():
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    bass = 0.5 * np.sin(2 * np.pi * 30 * t)
+    drift = 0.3 + 0.2 * (t > 1.0)  # an offset that steps up with the note, as some Vital patches play
+    kept = remove_dc((bass + drift).astype(np.float32), SAMPLE_RATE)
+    middle = slice(SAMPLE_RATE // 2, SAMPLE_RATE - SAMPLE_RATE // 10)  # away from the step's edge
+    assert abs(float(np.mean(kept[middle]))) < 0.01
+    assert np.sqrt(np.mean(kept[middle] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.06)  # within 0.5 dB
+
+
+def test_an_offset_changes_neither_the_match_nor_the_loudness(tmp_path):
+    clean, offset = tmp_path / "clean.wav", tmp_path / "offset.wav"
+    audio = write_vital_sound(clean, pitch=57, note_length=0.8)
+    window = np.ones(2205) / 2205
+    follows = np.convolve(np.abs(audio.mean(axis=0)), window, mode="same")  # as loud as the note, as some patches play
+    soundfile.write(offset, (audio + 0.1 + follows).T, SAMPLE_RATE)  # and a constant one, as some recordings have
+    results = [convert(path, mode="resynth") for path in (clean, offset)]
+    assert results[1].note == results[0].note == 57
+    assert results[1].distance < 1.5 * results[0].distance  # the offset's onset and end are heard (3x before)
+    levels = [10 * np.log10(np.mean(soundfile.read(r.preview_path)[0] ** 2)) for r in results]
+    assert levels[1] == pytest.approx(levels[0], abs=1.0)
 
 
 def test_tune_moves_every_oscillator_by_one_interval():

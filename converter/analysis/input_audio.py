@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from converter.analysis.audio import remove_dc
+
 MAX_SECONDS = 30.0  # longer files are analysed from their first 30 s: the note must start in them
 MIN_SECONDS = 0.01  # shorter than this holds no note worth matching
 SILENT_PEAK = 1e-4  # -80 dBFS: below a few 16-bit steps there is nothing to hear
@@ -36,7 +38,8 @@ class AudioFileError(ValueError):
 
 @dataclass(frozen=True)
 class InputAudio:
-    """Mono float32 samples at the file's own rate (only the first ``MAX_SECONDS`` of the file)."""
+    """Mono float32 samples at the file's own rate (only the first ``MAX_SECONDS`` of the file), without
+    what lies under 10 Hz (``remove_dc``)."""
 
     samples: np.ndarray
     sample_rate: int
@@ -81,6 +84,9 @@ def _read(sound: soundfile.SoundFile) -> InputAudio:
         raise AudioFileError(f"truncated (the file ends {missing:.2f} s before its header says)")
     mono = mono[:filled]
     _check_samples(mono, sample_rate)
+    mono = remove_dc(mono, sample_rate)  # an offset nobody hears would hide where the sound starts, and how loud
+    if float(np.max(np.abs(mono))) < SILENT_PEAK:
+        raise AudioFileError(f"silent (nothing above {20 * np.log10(SILENT_PEAK):.0f} dBFS)")
     return InputAudio(mono, sample_rate)
 
 
@@ -90,8 +96,6 @@ def _check_samples(mono: np.ndarray, sample_rate: int) -> None:
         raise AudioFileError(f"too short ({count}; at least {MIN_SECONDS * 1000:.0f} ms needed)")
     if not np.all(np.isfinite(mono)):
         raise AudioFileError("contains NaN or infinite samples")
-    if float(np.max(np.abs(mono))) < SILENT_PEAK:
-        raise AudioFileError(f"silent (nothing above {20 * np.log10(SILENT_PEAK):.0f} dBFS)")
 
 
 def _truncation(log: str) -> str | None:

@@ -4,14 +4,15 @@ search, the preview's 0-100 score, the reports and vinv-evaluate.
 Mono at 24 kHz (the model's rate: a search renders a third cheaper there, and the similarity scale
 was calibrated there), from the note's onset for as long as the key is held plus the render tail
 (``TAIL_SECONDS``), capped at the model's 5 s clip; anything shorter is padded with silence, which
-a preview must then match too. The distance is ``converter.matching.distance``'s MR-STFT.
+a preview must then match too. What nobody hears, under 10 Hz (``remove_dc``), is left out. The
+distance is ``converter.matching.distance``'s MR-STFT.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from converter.analysis.audio import CLIP_SECONDS, MODEL_SAMPLE_RATE, fit_length, resample, to_mono
+from converter.analysis.audio import CLIP_SECONDS, MODEL_SAMPLE_RATE, fit_length, remove_dc, resample, to_mono
 from converter.matching.distance import prepare_target
 from converter.vital.render import TAIL_SECONDS
 
@@ -36,4 +37,4 @@ class Comparison:
 
     def _cut(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         mono = to_mono(audio)[: int(np.ceil(self.samples * sample_rate / SCORE_SAMPLE_RATE)) + 64]
-        return fit_length(resample(mono, sample_rate, SCORE_SAMPLE_RATE), self.samples)
+        return remove_dc(fit_length(resample(mono, sample_rate, SCORE_SAMPLE_RATE), self.samples), SCORE_SAMPLE_RATE)
