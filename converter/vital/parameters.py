@@ -400,12 +400,31 @@ class ParameterSpace:
         return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _ControlDetails:
+    """What the table reads of vita's details of a control, as plain values: vita's own objects, kept
+    for the life of a process, made nanobind report hundreds of "leaked instances" when a worker exited."""
+
+    name: str
+    min: float
+    max: float
+    default_value: float
+    options: tuple[str, ...]
+    scale: str
+    post_offset: float
+
+
 @lru_cache(maxsize=1)
-def _control_details() -> dict[str, object]:
+def _control_details() -> dict[str, _ControlDetails]:
     import vita
 
     synth = vita.Synth()
-    return {name: synth.get_control_details(name) for name in synth.get_controls()}
+    details = {}
+    for name in synth.get_controls():
+        d = synth.get_control_details(name)
+        details[name] = _ControlDetails(name, float(d.min), float(d.max), float(d.default_value), tuple(d.options),
+                                        d.scale.name, float(d.post_offset))
+    return details
 
 
 def _unique_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
@@ -422,7 +441,7 @@ def _unique_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) -> Parameter:
+def _parameter(name: str, kind: Kind, group: str, details: dict[str, _ControlDetails]) -> Parameter:
     weight = GROUP_WEIGHTS.get(group, 1.0)
     if name.endswith("_wavetable"):
         names = bank_names()
@@ -445,10 +464,10 @@ def _parameter(name: str, kind: Kind, group: str, details: dict[str, object]) ->
     return Parameter(name, kind, group, weight, low=d.min, high=d.max, default=d.default_value, **_curve(d))
 
 
-def _curve(details) -> dict[str, object]:
-    curve = VITA_SCALES.get(details.scale.name)
+def _curve(details: _ControlDetails) -> dict[str, object]:
+    curve = VITA_SCALES.get(details.scale)
     if curve is None:
-        raise RuntimeError(f"vita control {details.name} has an unknown scale {details.scale.name}")
+        raise RuntimeError(f"vita control {details.name} has an unknown scale {details.scale}")
     return {"curve": curve, "offset": float(details.post_offset) if curve is Curve.SQUARE_ROOT else 0.0}
 
 
