@@ -107,7 +107,7 @@ class _Worker:
 
 
 def _start_worker(model_path: str, out: str, warm_up: str, mode: str, ready) -> None:
-    _Worker.model = PresetModel.load(model_path, threads=1) if mode != MODES[0] else None  # as vinv-batch loads it
+    _Worker.model = PresetModel.load(model_path, threads=1) if mode != "resynth" else None  # as vinv-batch loads it
     _Worker.out = Path(out)
     convert(warm_up, model=_Worker.model, out_dir=_Worker.out, mode=mode)  # first-call caches
     ready.wait()

@@ -157,7 +157,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as temp:
         temp = Path(temp)
-        model = args.model or (None if args.mode == MODES[0] else
+        model = args.model or (None if args.mode == "resynth" else
                                DEFAULT_MODEL if DEFAULT_MODEL.is_file() else tiny_model(temp))
         inbox, outside, log = temp / "inbox", temp / "outside", temp / "vinv-watch.log"
         inbox.mkdir()

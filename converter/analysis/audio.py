@@ -7,6 +7,8 @@ shorter. Leading silence is dropped, and a longer sound is judged by its first 5
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import soxr
 
@@ -56,12 +58,17 @@ def remove_dc(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if audio.size == 0:
         return audio.astype(np.float32)
     audio = audio - np.mean(audio)  # the constant part exactly, so that the average starts from zero
-    pole = np.exp(-2.0 * np.pi * DC_CUTOFF_HZ / sample_rate)
     taps = min(audio.size, round(DC_MEMORY_SECONDS * sample_rate))
-    average = (1.0 - pole) * pole ** np.arange(taps)
     size = _fast_fft_size(audio.size + taps)
-    follows = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(average, size), size)[: audio.size]
-    return (audio - follows).astype(np.float32)
+    follows = np.fft.irfft(np.fft.rfft(audio, size) * _one_pole_average(size, sample_rate, taps), size)
+    return (audio - follows[: audio.size]).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _one_pole_average(size: int, sample_rate: int, taps: int) -> np.ndarray:
+    """The spectrum of ``remove_dc``'s causal average: the same for every render one comparison scores."""
+    pole = np.exp(-2.0 * np.pi * DC_CUTOFF_HZ / sample_rate)
+    return np.fft.rfft((1.0 - pole) * pole ** np.arange(taps), size)
 
 
 def _fast_fft_size(samples: int) -> int:

@@ -423,8 +423,8 @@ def init_worker(setup: WorkerSetup, stop: Connection) -> None:
             from converter.vital.preset import init_preset
 
             _Worker.conversion = convert
-            # The default mode asks no model; one named all the same is loaded, so a broken file says so now.
-            asks_model = setup.mode != MODES[0] or setup.model is not None
+            # The resynthesis asks no model; one named all the same is loaded, so a broken file says so now.
+            asks_model = setup.mode != "resynth" or setup.model is not None
             _Worker.model = PresetModel.load(setup.model, threads=setup.threads) if asks_model else None
             parameter_space()  # both are built once per process (~0.25 s): here, not in the first file's time
             init_preset()
