@@ -56,7 +56,7 @@ from converter.vital.render import render
 from converter.vital.wavetables import BANK_VERSION, default_bank
 from training.checkpoint import CheckpointError, load_checkpoint, read_card
 from training.evaluate import rendered_distances
-from training.frontend import prepare_clip
+from training.frontend import model_clip
 from training.model import ParameterModel
 from training.sampling import Performance
 
@@ -195,7 +195,7 @@ def reference_clips(count: int = 4, *, note_seconds: float = 1.0) -> np.ndarray:
             vector[space.index("osc_1_wavetable")] = bank.index(table)
         audio = render(preset_from_vector(vector), pitch=performance.pitch, velocity=performance.velocity,
                        note_length=performance.note_length, duration=CLIP_SAMPLES / MODEL_SAMPLE_RATE)
-        clips.append(prepare_clip(to_model_rate(audio, RENDER_SAMPLE_RATE)))
+        clips.append(model_clip(to_model_rate(audio, RENDER_SAMPLE_RATE)))
     return np.stack(clips)
 
 

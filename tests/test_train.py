@@ -8,7 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile
 import torch
+
+from converter.analysis.audio import MODEL_SAMPLE_RATE
+from converter.analysis.input_audio import read_audio
+from converter.convert import analyse
 
 from training.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
 from training.dataset import SPLITS, ExampleSet, build_dataset, shard_name
@@ -85,6 +90,19 @@ def test_feature_cache_matches_the_model(dataset, tmp_path):
     np.testing.assert_array_equal(again, cache)
 
 
+
+
+def test_a_training_clip_is_heard_as_the_converter_hears_the_same_sound(dataset, tmp_path):
+    """Train/inference parity: a clip with a slow offset (as some Vital patches play) gives the same
+    features in training as the converter's clip of it read from a file, which is offset-free."""
+    model = ParameterModel().eval()
+    clip = ExampleSet(dataset, "train").audio_batch([0])[0]
+    drift = (0.3 * np.exp(-np.arange(clip.size) / (0.8 * MODEL_SAMPLE_RATE))).astype(np.float32)
+    soundfile.write(tmp_path / "note.wav", clip + drift, MODEL_SAMPLE_RATE, subtype="FLOAT")
+    heard = analyse(read_audio(tmp_path / "note.wav")).clip
+    with torch.no_grad():
+        at_inference = model.features(torch.from_numpy(heard[None])).numpy()
+    np.testing.assert_allclose(compute_features(model, (clip + drift)[None]).numpy(), at_inference, atol=1e-4)
 
 
 def test_best_checkpoint_is_chosen_by_how_it_sounds(dataset, tmp_path):

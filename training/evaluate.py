@@ -43,7 +43,7 @@ from converter.vital.render import SAMPLE_RATE, RenderError, render
 from training.baselines import NearestNeighbours, init_candidates, random_candidates
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.dataset import SOURCES, DatasetError, ExampleSet
-from training.frontend import prepare_clip
+from training.frontend import model_clip
 from training.instruments import DEFAULT_SOUNDFONT, FluidsynthMissing, InstrumentNote, instrument_notes
 from training.losses import audible_mask, canonical_order, heard_note_targets
 from training.model import ParameterModel
@@ -305,8 +305,8 @@ class ModelAnswers:
 
 
 def model_inputs(clips: Sequence[np.ndarray]) -> torch.Tensor:
-    """Clips as training fed them: cut to start at the onset, exactly 5 s."""
-    return torch.from_numpy(np.stack([prepare_clip(clip) for clip in clips]))
+    """Clips as training fed them (``model_clip``): offset-free, from the onset, exactly 5 s."""
+    return torch.from_numpy(np.stack([model_clip(clip) for clip in clips]))
 
 
 @torch.no_grad()

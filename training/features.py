@@ -2,7 +2,7 @@
 
 Training the compact encoder from cached log-mel + CQT images, or MERT's heads from cached pooled
 layer states, skips the costly part of every step. The cache is computed by the model's own
-``features`` module on clips cut by ``prepare_clip``, exactly as at inference, and is keyed by what
+``features`` module on clips prepared by ``model_clip``, exactly as at inference, and is keyed by what
 decides its content: the encoder's feature config, the dataset's manifest and the split's examples.
 A killed build resumes from the last flushed batch.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.frontend import prepare_clip
+from training.frontend import model_clip
 from training.model import ParameterModel
 
-CACHE_VERSION = 1  # bump when the clip policy or the storage layout changes
+CACHE_VERSION = 2  # bump when the clip policy or the storage layout changes (2: offsets removed)
 FLUSH_EVERY = 16  # batches between progress flushes
 
 
@@ -51,7 +51,7 @@ def _weights_digest(model: ParameterModel) -> str:
 @torch.no_grad()
 def compute_features(model: ParameterModel, audio: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(b, samples) float32 audio -> the encoder's frozen features, clip policy applied."""
-    clips = torch.from_numpy(np.stack([prepare_clip(a) for a in audio])).to(device)
+    clips = torch.from_numpy(np.stack([model_clip(a) for a in audio])).to(device)
     return model.features(clips)
 
 

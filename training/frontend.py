@@ -7,7 +7,8 @@ the feature cache runs this same module once per dataset. Everything here is bui
 the same numbers at a fraction of the cost, because a high bin's kernel is mostly zeros.
 
 The clip policy (``prepare_clip``, 5 s from 10 ms before the onset) lives in ``converter.analysis.audio`` so
-training, export and the converter cut clips identically.
+training, export and the converter cut clips identically; ``model_clip`` hands a stored clip to the model
+as the converter hands it an input.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ from nnAudio.utils import create_cqt_kernels
 from torch import nn
 from torch.nn import functional as F
 
-from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, prepare_clip
+from converter.analysis.audio import CLIP_SAMPLES, MODEL_SAMPLE_RATE, PRE_ROLL_SAMPLES, prepare_clip, remove_dc
 
-__all__ = ["CLIP_SAMPLES", "PRE_ROLL_SAMPLES", "SAMPLE_RATE", "Frontend", "FrontendConfig", "normalise_clip",
-           "prepare_clip"]
+__all__ = ["CLIP_SAMPLES", "PRE_ROLL_SAMPLES", "SAMPLE_RATE", "Frontend", "FrontendConfig", "model_clip",
+           "normalise_clip", "prepare_clip"]
 
 SAMPLE_RATE = MODEL_SAMPLE_RATE
 NORMALISE_EPSILON = 1e-7  # MERT's feature extractor: (x - mean) / sqrt(var + 1e-7)
 LOG_FLOOR = 1e-4  # ~80 dB of range, well above float32 rounding of the STFT/CQT sums (ONNX parity)
+
+
+def model_clip(audio: np.ndarray) -> np.ndarray:
+    """A 24 kHz clip (a dataset's render, as stored) as the converter hands the model an input: without
+    what lies under 10 Hz (``read_audio`` removes it from every input) and cut by ``prepare_clip``. Some
+    Vital patches play an offset as loud as their sound; the model never hears one at inference."""
+    return prepare_clip(remove_dc(audio, SAMPLE_RATE))
 
 
 def normalise_clip(audio: torch.Tensor) -> torch.Tensor:
