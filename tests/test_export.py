@@ -15,19 +15,23 @@ import torch
 import converter
 from converter.analysis.audio import MODEL_SAMPLE_RATE
 from converter.app import cli as app
-from converter.matching.model import CLIP_SAMPLES, DEFAULT_MODEL
-from converter.vital.parameters import parameter_space
+from converter.matching.decode import output_slices
+from converter.matching.model import CLIP_SAMPLES, DEFAULT_MODEL, OUTPUTS
+from converter.vital.parameters import Kind, parameter_space
 from converter.vital.wavetables import BANK_VERSION
 from export.onnx import (
     FP32_TOLERANCE,
     INT8_MARGIN,
     OPSET,
+    bounded_columns,
     export_model,
     int8_passes,
     int8_quality,
     main,
     max_differences,
     onnx_answers,
+    preset_differences,
+    presets_agree,
     quantize_model,
     recipe_id,
     reference_clips,
@@ -93,6 +97,29 @@ def test_compact_parity(compact: tuple[ParameterModel, Path], clips: np.ndarray)
     model, path = compact
     differences = max_differences(model, path, clips)
     assert differences["outputs"] <= FP32_TOLERANCE, differences
+
+
+def test_check_judges_the_presets_not_raw_logits(compact: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
+    """Rounding on a trained model's large logits moves them by a few 1e-4 and changes no preset (the
+    check passes); a flipped choice or a knob moved by more than FP32_TOLERANCE fails it."""
+    model, path = compact
+    expected = torch_answers(model, clips)
+    assert presets_agree(preset_differences(expected, onnx_answers(path, clips)))
+    logits = np.setdiff1d(np.arange(parameter_space().output_size), bounded_columns())
+    shifted = expected[OUTPUTS].copy()
+    shifted[:, logits] += 5e-4
+    assert presets_agree(preset_differences(expected, {OUTPUTS: shifted}))
+    space = parameter_space()
+    columns = output_slices(space)
+    categorical = columns[space.indices(Kind.CATEGORICAL)[0]]
+    flipped = expected[OUTPUTS].copy()
+    flipped[0, categorical.start + (np.argmax(flipped[0, categorical]) + 1) % 2] += 100.0  # a runner-up wins
+    assert preset_differences(expected, {OUTPUTS: flipped})["choices"] == 1
+    assert not presets_agree(preset_differences(expected, {OUTPUTS: flipped}))
+    moved = expected[OUTPUTS].copy()
+    moved[:, columns[space.indices(Kind.CONTINUOUS)[0]]] += 3 * FP32_TOLERANCE
+    assert preset_differences(expected, {OUTPUTS: moved})["knobs"] == pytest.approx(3 * FP32_TOLERANCE, rel=0.01)
+    assert not presets_agree(preset_differences(expected, {OUTPUTS: moved}))
 
 
 def test_dynamic_batch(compact: tuple[ParameterModel, Path], clips: np.ndarray) -> None:
@@ -217,7 +244,8 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = tmp_path / "out" / "model.onnx"
     assert main([str(checkpoint), str(out), "--int8", "--check"]) == 0
     printed = capsys.readouterr().out
-    for line in ("fp32 outputs: max |onnx - torch|", "fp32 candidates: max |onnx - torch|",
+    for line in ("fp32 presets: 0 choices differ; max |onnx - torch| on knob values",
+                 "fp32 candidates: max |onnx - torch|",
                  "int8 presets: mean MR-STFT to the references"):
         assert line in printed
     assert "FAILED" not in printed
