@@ -227,13 +227,6 @@ def check_noise(model: ParameterModel, batch: int, seed: int = 0) -> np.ndarray 
     return np.random.default_rng(seed).standard_normal((batch, CHECK_CANDIDATES, model.sample_dim), dtype=np.float32)
 
 
-def max_differences(model: ParameterModel, path: str | os.PathLike[str], clips: np.ndarray) -> dict[str, float]:
-    """Max |onnxruntime - torch| per graph output on ``clips``."""
-    noise = check_noise(model, len(clips))
-    expected, got = torch_answers(model, clips, noise), onnx_answers(path, clips, noise)
-    return {name: float(np.abs(got[name] - expected[name]).max()) for name in expected}
-
-
 def preset_differences(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """How two runtimes' answers differ where the converter looks: the presets they decode to.
 
