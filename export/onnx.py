@@ -246,7 +246,8 @@ def preset_differences(expected: dict[str, np.ndarray], got: dict[str, np.ndarra
 
 
 def presets_agree(differences: dict[str, float]) -> bool:
-    return differences["choices"] == 0 and max(differences.values()) <= FP32_TOLERANCE
+    return (differences["choices"] == 0 and differences["knobs"] <= FP32_TOLERANCE
+            and differences.get("candidates", 0.0) <= FP32_TOLERANCE)
 
 
 def bounded_columns() -> np.ndarray:
