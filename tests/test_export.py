@@ -113,11 +113,11 @@ def test_check_judges_the_presets_not_raw_logits(compact: tuple[ParameterModel, 
     model, path = compact
     expected = torch_answers(model, clips)
     assert presets_agree(preset_differences(expected, onnx_answers(path, clips)))
-    logits = np.setdiff1d(np.arange(parameter_space().output_size), bounded_columns())
+    space = parameter_space()
+    logits = np.setdiff1d(np.arange(space.output_size), bounded_columns())
     shifted = expected[OUTPUTS].copy()
     shifted[:, logits] += 5e-4
     assert presets_agree(preset_differences(expected, {OUTPUTS: shifted}))
-    space = parameter_space()
     columns = output_slices(space)
     categorical = columns[space.indices(Kind.CATEGORICAL)[0]]
     flipped = expected[OUTPUTS].copy()
