@@ -227,6 +227,13 @@ def check_noise(model: ParameterModel, batch: int, seed: int = 0) -> np.ndarray 
     return np.random.default_rng(seed).standard_normal((batch, CHECK_CANDIDATES, model.sample_dim), dtype=np.float32)
 
 
+def paired_answers(model: ParameterModel, path: str | os.PathLike[str],
+                   clips: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """PyTorch's and the exported file's answers on ``clips``, flow heads fed the same fixed noise."""
+    noise = check_noise(model, len(clips))
+    return torch_answers(model, clips, noise), onnx_answers(path, clips, noise)
+
+
 def preset_differences(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """How two runtimes' answers differ where the converter looks: the presets they decode to.
 
@@ -310,8 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     model = load_checkpoint(args.checkpoint)
     clips = reference_clips()
-    noise = check_noise(model, len(clips))
-    differences = preset_differences(torch_answers(model, clips, noise), onnx_answers(fp32, clips, noise))
+    differences = preset_differences(*paired_answers(model, fp32, clips))
     passed = presets_agree(differences)
     print(f"fp32 presets: {differences['choices']:.0f} choices differ; max |onnx - torch| on knob values = "
           f"{differences['knobs']:.3g} (tolerance {FP32_TOLERANCE:g})")

@@ -24,12 +24,12 @@ from export.onnx import (
     INT8_MARGIN,
     OPSET,
     bounded_columns,
-    check_noise,
     export_model,
     int8_passes,
     int8_quality,
     main,
     onnx_answers,
+    paired_answers,
     preset_differences,
     presets_agree,
     quantize_model,
@@ -64,8 +64,7 @@ def tiny_checkpoint(folder: Path, config: dict, seed: int = 0) -> Path:
 def max_differences(model: ParameterModel, path: Path, clips: np.ndarray) -> dict[str, float]:
     """Max |onnxruntime - torch| per graph output on ``clips``: a tiny random model's raw outputs stay
     small, so its export must match them exactly, logits included."""
-    noise = check_noise(model, len(clips))
-    expected, got = torch_answers(model, clips, noise), onnx_answers(path, clips, noise)
+    expected, got = paired_answers(model, path, clips)
     return {name: float(np.abs(got[name] - expected[name]).max()) for name in expected}
 
 
