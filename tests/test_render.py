@@ -28,12 +28,24 @@ def effects_preset(*effects: str) -> dict:
     return preset_from_vector(vector, name="effects")
 
 
-def settled_note(preset: dict) -> np.ndarray:
-    """What a producer hears on opening ``preset``: a fresh engine, a silent note, then the note (C4, 0.5 s of 1 s)."""
+def warmed_up_note(preset: dict, pitch: int = 60, velocity: float = 0.8, note_length: float = 0.5,
+                   duration: float = 1.0) -> np.ndarray:
+    """What a producer hears on pressing a key of ``preset`` in a Vital that played a note (another key)
+    long ago: a fresh engine, a note that rings out in 12 s, then the note."""
     synth = vita.Synth()
     assert synth.load_json(json.dumps(preset))
-    synth.render(60, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
-    return synth.render(60, 0.8, 0.5, 1.0)
+    synth.render(pitch + 5, 0.8, 0.01, 12.0)
+    return synth.render(pitch, velocity, note_length, duration)
+
+
+def long_release_preset(**settings: float) -> dict:
+    """The init patch with a 2 s release (and ``settings``): a note rings long after its key is up."""
+    space = parameter_space()
+    vector = space.default_vector()
+    vector[space.index("env_1_release")] = space["env_1_release"].normalise(2.0 ** 0.25)
+    preset = preset_from_vector(vector, name="long release")
+    preset["settings"].update(settings)
+    return preset
 
 
 def fundamental(audio: np.ndarray) -> float:
@@ -109,15 +121,64 @@ def test_held_random_phase_makes_fresh_engines_agree() -> None:
     assert not np.array_equal(*two_renders())
 
 
-def test_render_plays_the_note_after_vitals_load_glide(init_preset: dict) -> None:
-    """Right after a load Vital glides its smoothed controls up from nothing, so a fresh engine's first
-    note fades in; the init saw starts at once when a key is pressed later, and render plays that note."""
+def test_render_plays_the_note_after_vitals_load_glide() -> None:
+    """Right after a load Vital glides its smoothed controls from where they were (the init patch's,
+    on a fresh engine): a quiet oscillator's first note starts loud and fades for ~0.1 s. A key pressed
+    later plays at the preset's level from the start, and render plays that note."""
+    preset = long_release_preset(osc_1_level=0.3)
     fresh = vita.Synth()
-    assert fresh.load_json(json.dumps(init_preset))
+    assert fresh.load_json(json.dumps(preset))
     first = fresh.render(60, 0.8, 0.5, 1.0)
-    audio = render(init_preset, note_length=0.5, duration=1.0)
-    assert np.abs(first[:, :4]).max() < 0.01 < np.abs(audio[:, :4]).max()
-    np.testing.assert_array_equal(audio, settled_note(init_preset))
+    audio = render(preset, note_length=0.5, duration=1.0)
+    first_cycles = slice(0, SAMPLE_RATE // 100)
+    assert np.abs(first[:, first_cycles]).max() > 2 * np.abs(audio[:, first_cycles]).max()
+    np.testing.assert_allclose(audio, warmed_up_note(preset), atol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{}, {"delay_on": 1.0}, {"velocity_track": 1.0}, {"polyphony": 1.0}])
+def test_render_plays_what_a_warmed_up_vital_plays(settings: dict) -> None:
+    """What a producer hears on pressing a key of the preset in a Vital that has played before."""
+    preset = long_release_preset(**settings)
+    audio = render(preset, velocity=0.6, note_length=0.5, duration=1.0)
+    np.testing.assert_allclose(audio, warmed_up_note(preset, velocity=0.6), atol=1e-5)
+
+
+def test_a_first_voice_or_a_settling_note_at_velocity_0_would_play_otherwise() -> None:
+    """A fresh engine's first voice starts otherwise for ~50 ms than any later note, and Vital plays a
+    velocity-0 note at full level: a note that takes over such a settling note's voice is not the note."""
+    preset = long_release_preset()
+    synth = vita.Synth()
+    assert synth.load_json(json.dumps(preset))
+    assert np.abs(synth.render(60, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)).max() > 0.1
+    taken_over = synth.render(60, 0.6, 0.5, 1.0)
+    audio = render(preset, velocity=0.6, note_length=0.5, duration=1.0)
+    blip = slice(0, SAMPLE_RATE // 20)
+    assert np.abs(taken_over - audio)[:, blip].max() > 0.01
+    np.testing.assert_allclose(taken_over[:, SAMPLE_RATE // 10 :], audio[:, SAMPLE_RATE // 10 :], atol=1e-5)
+
+
+def test_a_session_plays_another_note_as_a_fresh_engine_does() -> None:
+    """The dataset's cheap notes: one engine per patch, each note a fresh engine's note, whatever the one
+    before still rang (a 2 s release, echoes)."""
+    for settings in ({}, {"delay_on": 1.0, "delay_feedback": 0.9}, {"polyphony": 1.0, "portamento_time": 0.0}):
+        preset = long_release_preset(**settings)
+        session = RenderSession(preset, pitch=60, note_length=0.5, duration=1.0)
+        assert session.can_play_fresh_notes()
+        session.render()
+        again = session.play(67, 0.6, 0.3, 0.8)
+        fresh = render(preset, pitch=67, velocity=0.6, note_length=0.3, duration=0.8)
+        assert np.abs(fresh).max() > 0.1
+        np.testing.assert_allclose(again, fresh, atol=1e-5)
+
+
+def test_a_session_knows_when_notes_glide_from_the_last_one() -> None:
+    """Forced glide: every note glides in from the last one's pitch, so no later note starts fresh."""
+    forced = long_release_preset(portamento_time=0.0, portamento_force=1.0)
+    session = RenderSession(forced, pitch=60, note_length=0.5, duration=1.0)
+    assert not session.can_play_fresh_notes()
+    session.render()
+    glided = session.play(67, 0.6, 0.3, 0.8)
+    assert np.abs(glided - render(forced, pitch=67, velocity=0.6, note_length=0.3, duration=0.8)).max() > 0.1
 
 
 def test_same_preset_renders_identically_whatever_came_before(init_preset: dict) -> None:
@@ -128,7 +189,7 @@ def test_same_preset_renders_identically_whatever_came_before(init_preset: dict)
     space = parameter_space()
     other = space.default_vector()
     other[space.index("osc_1_level")] = 0.2
-    expected = settled_note(init_preset)
+    expected = render(init_preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
     for _ in range(2):
         render(preset_from_vector(other), note_length=0.5, duration=1.0)
         audio = render(init_preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
@@ -144,7 +205,7 @@ def test_time_based_effects_render_the_same_whatever_came_before(effect: str) ->
     depending on what was rendered before it.
     """
     preset = effects_preset(effect)
-    expected = settled_note(preset)
+    expected = render(preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
     for _ in range(2):
         render(effects_preset(*TIME_EFFECTS), note_length=0.5, duration=1.0)
         audio = render(preset, pitch=60, velocity=0.8, note_length=0.5, duration=1.0)
@@ -225,15 +286,15 @@ def test_a_session_plays_later_notes_as_fresh_ones_except_through_the_chorus(spa
     """The chorus's LFO runs on the engine's clock, so only a session's first note with it on is a
     fresh engine's note; every other knob change plays exactly as loaded fresh."""
     preset = preset_from_vector(space.default_vector())
-    session = RenderSession(preset, pitch=52, note_length=0.4)
-    session.render()
-    for knobs in ({"filter_1_on": 1.0}, {"chorus_on": 1.0}):
-        fresh = render({**preset, "settings": {**preset["settings"], **knobs}}, pitch=52, note_length=0.4)
-        expected = session.plays_as_fresh(knobs)
-        assert expected == ("chorus_on" not in knobs)
-        assert np.array_equal(session.render(knobs), fresh) == expected
     chorused = {**preset, "settings": {**preset["settings"], "chorus_on": 1.0}}
-    assert RenderSession(chorused, pitch=52, note_length=0.4).plays_as_fresh()
+    for loaded, knobs in ((preset, {"filter_1_on": 1.0}), (chorused, {"filter_1_on": 1.0})):
+        session = RenderSession(loaded, pitch=52, note_length=0.4)
+        assert session.plays_as_fresh(knobs)
+        session.render()
+        fresh = render({**loaded, "settings": {**loaded["settings"], **knobs}}, pitch=52, note_length=0.4)
+        expected = session.plays_as_fresh(knobs)
+        assert expected == (loaded is preset)
+        assert np.array_equal(session.render(knobs), fresh) == expected
 
 
 def test_a_session_refuses_what_vital_cannot_load() -> None:

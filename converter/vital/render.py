@@ -1,17 +1,20 @@
 """Rendering a preset to audio with Vital's own engine: preview, dataset and evaluation share it.
 
 ``render`` builds a fresh engine per call: a preset must sound the same whatever was rendered before
-it. Vital glides its smoothed controls (levels, modulation depths) to a preset's values after a load
-and after a knob changes, so every note that counts follows a silent one of ``SETTLE_SECONDS``: what
-is rendered is what a producer hears on the first key press after opening the preset, not the glide
-(it moved a resynthesis's distance by up to 8 %). ``RenderSession`` is the cheap render of a preset's
-variations, for the candidates' ranking and the search: one engine, the preset loaded once, then knobs
-changed in place; with the same silent note before each played one, a session plays exactly what a
-fresh engine loaded with those knobs plays, as long as the previous note has died away (tested, and
-always so for a resynthesis, whose tail lives in its tables), except for the chorus, whose LFO runs on
-the engine's clock and so sits at another phase after the first note (``plays_as_fresh``). A preset whose
-tail outlasts that (long reverb, delay, release) carries some of it into the next note, so the answer a
-search keeps is scored again with ``render``.
+it. Every note that counts follows ``SETTLE_SECONDS`` in which an unheard note came and went: what is
+rendered is what a producer hears on pressing a key of the preset in a Vital that has played before.
+A fresh engine sounds otherwise twice over: after a load Vital glides its smoothed controls (levels,
+modulation depths) up from nothing (that moved a resynthesis's distance by up to 8 %), and its very
+first voice starts 1-2 dB louder for ~50 ms than every later note (tested against an engine whose last
+note ended 12 s earlier). Without that blip the default came out level on the held-out sounds and
+``patch`` 0-6 % closer (README).
+``RenderSession`` is the cheap render of a preset's variations, for the candidates' ranking and the
+search: one engine, the preset loaded once, then knobs changed in place. The unheard note cuts whatever
+the last one still rang (its release set to nothing, ``_silence``), so a session plays exactly what a
+fresh engine loaded with those knobs plays, except where an effect carries something over: the chorus's
+LFO runs on the engine's clock (``plays_as_fresh``), and so does the reverb's. The answer a search keeps
+is scored again with ``render``. The dataset plays a patch's notes one after another on one session
+(``play``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb tails are heard
-SETTLE_SECONDS = 0.3  # the silent note before every played one: Vital's parameter smoothing settles (0.05 s does not)
+SETTLE_SECONDS = 0.3  # silence before every played note: Vital's parameter smoothing settles (0.05 s does not)
+WARM_UP_KEY_SECONDS = 0.01  # the unheard note before every played one is held this long
 
 
 class RenderError(RuntimeError):
@@ -71,6 +75,20 @@ class RenderSession:
             return True
         return not (knobs or {}).get("chorus_on", self._loaded.get("chorus_on", self._controls["chorus_on"].value()))
 
+    def can_play_fresh_notes(self) -> bool:
+        """Whether a later note starts as a fresh engine's does: not where glide is forced, so that every
+        note glides in from the pitch of the one before."""
+        glides = self._controls["portamento_time"].value() > self._synth.get_control_details("portamento_time").min
+        return not (glides and self._controls["portamento_force"].value())
+
+    def play(self, pitch: int, velocity: float, note_length: float, duration: float | None = None) -> np.ndarray:
+        """Another note, every knob as loaded: on a preset that ``can_play_fresh_notes`` it is what a fresh
+        engine plays (the note before is cut, see ``_silence``), but for what the reverb, chorus, flanger or
+        a free-running LFO do at another phase, their clock having run on: another take of the preset."""
+        self.pitch, self.note_length = _checked_note(pitch, note_length)
+        self.velocity, self.duration = velocity, _checked_duration(note_length, duration)
+        return self.render()
+
     def render(self, knobs: dict[str, float] | None = None) -> np.ndarray:
         """Play the note with ``knobs`` (raw Vital values by control name) turned and every other knob as
         loaded: float32 (2, n)."""
@@ -83,12 +101,28 @@ class RenderSession:
         return self._play()
 
     def _play(self) -> np.ndarray:
-        """The silent settling note, at the same pitch, then the note that counts."""
-        self._synth.render(self.pitch, 0.0, SETTLE_SECONDS, SETTLE_SECONDS)
+        """Settling silence, then the note that counts."""
+        self._silence(SETTLE_SECONDS)
         self._played = True
         audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
                                    self.duration)
         return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def _silence(self, seconds: float) -> None:
+        """``seconds`` of the engine after a note that came and went unheard.
+
+        Vital plays a velocity-0 note at full level unless the preset tracks velocity, so the note plays
+        with the tracking full up; its release (and the release of any note still ringing) is cut to
+        nothing, so no voice is left to sound once the preset's tracking and release are set back."""
+        release, velocity_track = self._controls["env_1_release"], self._controls["velocity_track"]
+        kept = release.value(), velocity_track.value()
+        release.set(0.0)
+        velocity_track.set(1.0)
+        try:
+            self._synth.render(self.pitch, 0.0, min(WARM_UP_KEY_SECONDS, seconds), seconds)
+        finally:
+            release.set(kept[0])
+            velocity_track.set(kept[1])
 
 
 def _checked_note(pitch: int, note_length: float) -> tuple[int, float]:
