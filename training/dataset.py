@@ -43,7 +43,7 @@ from converter.analysis.audio import CLIP_SAMPLES, CLIP_SECONDS, MODEL_SAMPLE_RA
 from converter.files import atomic_write_bytes
 from converter.vital.parameters import parameter_space
 from converter.vital.preset import PresetError, preset_from_vector, read_preset, vector_from_preset
-from converter.vital.render import SAMPLE_RATE, RenderError, render
+from converter.vital.render import SAMPLE_RATE, RenderError, RenderSession
 from training.priors import Priors, fit_priors
 from training.sampling import (
     Performance,
@@ -60,8 +60,10 @@ from training.sampling import (
 
 FORMAT_VERSION = 1
 # Bump when a change alters what any (seed, index) produces, so resumes refuse mixing. 3: every note
-# follows a silent one, so no clip holds Vital's glide after a load (``converter.vital.render``).
-GENERATOR_VERSION = 3
+# follows a silent one, so no clip holds Vital's glide after a load (``converter.vital.render``). 4: that
+# note is unheard and gone before the played one, whose first ~50 ms no longer start on a fresh voice;
+# a patch's notes play on one engine.
+GENERATOR_VERSION = 4
 AUDIO_PEAK = 0.9  # stored clips peak at this fraction of int16 full scale
 INT16_FULL_SCALE = 32767
 
@@ -282,12 +284,20 @@ def make_patch_examples(sources: Sources, patch: int, row: np.ndarray, rejects: 
 
 
 def _play_all(text: str, performances: Sequence[Performance]) -> tuple[list[tuple[np.ndarray, float]], str | None]:
-    """(clip, peak) per performance, each a fresh engine's note; or why the patch is unusable."""
-    clips = []
+    """(clip, peak) per performance, each what a fresh engine plays, all on one engine where the patch
+    allows (``RenderSession.play``: an engine and a load cost as much as a note); or why the patch is
+    unusable."""
+    clips: list[tuple[np.ndarray, float]] = []
+    session: RenderSession | None = None
     for performance in performances:
+        note = (performance.pitch, performance.velocity, performance.note_length, performance.duration)
         try:
-            audio = render(text, performance.pitch, performance.velocity, performance.note_length,
-                           performance.duration)
+            if session is not None and session.can_play_fresh_notes():
+                audio = session.play(*note)
+            else:
+                session = RenderSession(text, pitch=note[0], velocity=note[1], note_length=note[2],
+                                        duration=note[3])
+                audio = session.render()
         except RenderError:
             return clips, "render_error"
         reason = check_render(audio)
