@@ -61,7 +61,7 @@ TRUTH = "truth"  # the run --truth adds: each held-out sound's own preset, playe
 
 
 def heldout_folder() -> Path:
-    return Path(user_cache_dir("vinv")) / "heldout-v1"
+    return Path(user_cache_dir("vinv")) / "heldout-v2"  # v2: Vital renders as a producer hears them (converter.vital.render)
 
 
 def split_folder(name: str) -> Path:
