@@ -143,9 +143,9 @@ def test_render_plays_what_a_warmed_up_vital_plays(settings: dict) -> None:
     np.testing.assert_allclose(audio, warmed_up_note(preset, velocity=0.6), atol=1e-5)
 
 
-def test_a_first_voice_or_a_settling_note_at_velocity_0_would_play_otherwise() -> None:
-    """A fresh engine's first voice starts otherwise for ~50 ms than any later note, and Vital plays a
-    velocity-0 note at full level: a note that takes over such a settling note's voice is not the note."""
+def test_a_note_that_takes_over_a_velocity_0_settling_note_plays_otherwise() -> None:
+    """Vital plays a velocity-0 note at full level, and a note that takes over a sounding voice starts
+    otherwise for ~50 ms than a key pressed on a free one: such a settling note is no silence."""
     preset = long_release_preset()
     synth = vita.Synth()
     assert synth.load_json(json.dumps(preset))

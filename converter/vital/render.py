@@ -3,11 +3,12 @@
 ``render`` builds a fresh engine per call: a preset must sound the same whatever was rendered before
 it. Every note that counts follows ``SETTLE_SECONDS`` in which an unheard note came and went: what is
 rendered is what a producer hears on pressing a key of the preset in a Vital that has played before.
-A fresh engine sounds otherwise twice over: after a load Vital glides its smoothed controls (levels,
-modulation depths) up from nothing (that moved a resynthesis's distance by up to 8 %), and its very
-first voice starts 1-2 dB louder for ~50 ms than every later note (tested against an engine whose last
-note ended 12 s earlier). Without that blip the default came out level on the held-out sounds and
-``patch`` 0-6 % closer (README).
+A fresh engine's first note sounds otherwise: after a load Vital glides its smoothed controls (levels,
+modulation depths) from where they were, the init patch's (that moved a resynthesis's distance by up
+to 8 %). The note before must be unheard and gone: Vital plays a velocity-0 note at full level, and a
+note that takes over a sounding voice starts 1-2 dB louder for ~50 ms than a key pressed on a free one
+(tested against an engine whose last note ended 12 s earlier). Without that blip, which every render
+held until 2026-12-01, the default came out level on the held-out sounds and ``patch`` 0-6 % closer.
 ``RenderSession`` is the cheap render of a preset's variations, for the candidates' ranking and the
 search: one engine, the preset loaded once, then knobs changed in place. The unheard note cuts whatever
 the last one still rang (its release set to nothing, ``_silence``), so a session plays exactly what a
