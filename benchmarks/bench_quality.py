@@ -61,7 +61,8 @@ TRUTH = "truth"  # the run --truth adds: each held-out sound's own preset, playe
 
 
 def heldout_folder() -> Path:
-    return Path(user_cache_dir("vinv")) / "heldout-v2"  # v2: Vital renders as a producer hears them (converter.vital.render)
+    """v2: the Vital renders played as a warmed-up Vital plays them (``converter.vital.render``)."""
+    return Path(user_cache_dir("vinv")) / "heldout-v2"
 
 
 def split_folder(name: str) -> Path:
