@@ -290,14 +290,11 @@ def _play_all(text: str, performances: Sequence[Performance]) -> tuple[list[tupl
     clips: list[tuple[np.ndarray, float]] = []
     session: RenderSession | None = None
     for performance in performances:
-        note = (performance.pitch, performance.velocity, performance.note_length, performance.duration)
         try:
-            if session is not None and session.can_play_fresh_notes():
-                audio = session.play(*note)
-            else:
-                session = RenderSession(text, pitch=note[0], velocity=note[1], note_length=note[2],
-                                        duration=note[3])
-                audio = session.render()
+            if session is None or not session.can_play_fresh_notes():
+                session = RenderSession(text)
+            audio = session.play(performance.pitch, performance.velocity, performance.note_length,
+                                 performance.duration)
         except RenderError:
             return clips, "render_error"
         reason = check_render(audio)

@@ -58,8 +58,7 @@ class RenderSession:
                  velocity: float = 0.8, note_length: float = 1.0, duration: float | None = None) -> None:
         import vita
 
-        self.pitch, self.velocity, self.note_length = _checked_note(pitch, note_length)[0], velocity, note_length
-        self.duration = _checked_duration(note_length, duration)
+        self._set_note(pitch, velocity, note_length, duration)
         self._synth = vita.Synth()
         if sample_rate != SAMPLE_RATE:  # costs ~60 ms and raises a worker's memory by ~100 MB: only when needed
             self._synth.set_sample_rate(int(sample_rate))
@@ -86,8 +85,7 @@ class RenderSession:
         """Another note, every knob as loaded: on a preset that ``can_play_fresh_notes`` it is what a fresh
         engine plays (the note before is cut, see ``_silence``), but for what the reverb, chorus, flanger or
         a free-running LFO do at another phase, their clock having run on: another take of the preset."""
-        self.pitch, self.note_length = _checked_note(pitch, note_length)
-        self.velocity, self.duration = velocity, _checked_duration(note_length, duration)
+        self._set_note(pitch, velocity, note_length, duration)
         return self.render()
 
     def render(self, knobs: dict[str, float] | None = None) -> np.ndarray:
@@ -100,6 +98,10 @@ class RenderSession:
             self._loaded.setdefault(name, self._controls[name].value())
             self._controls[name].set(float(value))
         return self._play()
+
+    def _set_note(self, pitch: int, velocity: float, note_length: float, duration: float | None) -> None:
+        self.pitch, self.note_length = _checked_note(pitch, note_length)
+        self.velocity, self.duration = velocity, _checked_duration(note_length, duration)
 
     def _play(self) -> np.ndarray:
         """Settling silence, then the note that counts."""
