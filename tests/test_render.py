@@ -10,7 +10,8 @@ import vita
 
 from converter.vital.parameters import MODULATION_SOURCES, parameter_space
 from converter.vital.preset import preset_from_vector
-from converter.vital.render import SAMPLE_RATE, SETTLE_SECONDS, TAIL_SECONDS, RenderError, RenderSession, render
+from converter.vital.render import (FREE_RUNNING_EFFECTS, SAMPLE_RATE, SETTLE_SECONDS, TAIL_SECONDS, RenderError,
+                                     RenderSession, render)
 
 TIME_EFFECTS = ("chorus", "delay", "flanger", "reverb")
 
@@ -282,19 +283,19 @@ def test_a_session_plays_what_render_plays(space) -> None:
     np.testing.assert_array_equal(session.render(), render(preset, pitch=52, note_length=0.4))
 
 
-def test_a_session_plays_later_notes_as_fresh_ones_except_through_the_chorus(space) -> None:
-    """The chorus's LFO runs on the engine's clock, so only a session's first note with it on is a
-    fresh engine's note; every other knob change plays exactly as loaded fresh."""
-    preset = preset_from_vector(space.default_vector())
-    chorused = {**preset, "settings": {**preset["settings"], "chorus_on": 1.0}}
-    for loaded, knobs in ((preset, {"filter_1_on": 1.0}), (chorused, {"filter_1_on": 1.0})):
-        session = RenderSession(loaded, pitch=52, note_length=0.4)
-        assert session.plays_as_fresh(knobs)
-        session.render()
-        fresh = render({**loaded, "settings": {**loaded["settings"], **knobs}}, pitch=52, note_length=0.4)
-        expected = session.plays_as_fresh(knobs)
-        assert expected == (loaded is preset)
-        assert np.array_equal(session.render(knobs), fresh) == expected
+@pytest.mark.parametrize("effect", ["chorus", "flanger", "reverb", "delay", "phaser", None])
+def test_a_session_plays_later_notes_as_fresh_ones_except_through_free_running_effects(space, effect) -> None:
+    """The chorus's, flanger's and reverb's modulation runs on the engine's clock, so with one of them on only
+    a session's first note is a fresh engine's note; every other knob change plays exactly as loaded fresh."""
+    preset = effects_preset(effect) if effect else preset_from_vector(space.default_vector())
+    knobs = {"filter_1_on": 1.0}
+    session = RenderSession(preset, pitch=52, note_length=0.4)
+    assert session.plays_as_fresh(knobs)
+    session.render()
+    fresh = render({**preset, "settings": {**preset["settings"], **knobs}}, pitch=52, note_length=0.4)
+    expected = session.plays_as_fresh(knobs)
+    assert expected == (f"{effect}_on" not in FREE_RUNNING_EFFECTS)
+    assert np.array_equal(session.render(knobs), fresh) == expected
 
 
 def test_a_session_refuses_what_vital_cannot_load() -> None:

@@ -12,8 +12,8 @@ held until 2026-12-01, the default came out level on the held-out sounds and ``p
 ``RenderSession`` is the cheap render of a preset's variations, for the candidates' ranking and the
 search: one engine, the preset loaded once, then knobs changed in place. The unheard note cuts whatever
 the last one still rang (its release set to nothing, ``_silence``), so a session plays exactly what a
-fresh engine loaded with those knobs plays, except where an effect carries something over: the chorus's
-LFO runs on the engine's clock (``plays_as_fresh``), and so does the reverb's. The answer a search keeps
+fresh engine loaded with those knobs plays, except where an effect carries something over: the chorus's,
+flanger's and reverb's modulation runs on the engine's clock (``plays_as_fresh``). The answer a search keeps
 is scored again with ``render``. The dataset plays a patch's notes one after another on one session
 (``play``).
 """
@@ -26,6 +26,8 @@ import numpy as np
 
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb tails are heard
+# Effects whose modulation runs on from one note to the next (measured; the phaser, delay and LFOs do not).
+FREE_RUNNING_EFFECTS = ("chorus_on", "flanger_on", "reverb_on")
 SETTLE_SECONDS = 0.3  # silence before every played note: Vital's parameter smoothing settles (0.05 s does not)
 WARM_UP_KEY_SECONDS = 0.01  # the unheard note before every played one is held this long
 
@@ -70,10 +72,12 @@ class RenderSession:
 
     def plays_as_fresh(self, knobs: dict[str, float] | None = None) -> bool:
         """Whether ``render(knobs)`` plays now exactly what a fresh engine loaded with those knobs plays:
-        the first note always does; later ones do unless the chorus is on, its LFO having run on."""
+        the first note always does; later ones do unless an effect of ``FREE_RUNNING_EFFECTS`` is on."""
         if not self._played:
             return True
-        return not (knobs or {}).get("chorus_on", self._loaded.get("chorus_on", self._controls["chorus_on"].value()))
+        knobs = knobs or {}
+        return not any(knobs.get(name, self._loaded.get(name, self._controls[name].value()))
+                       for name in FREE_RUNNING_EFFECTS)
 
     def can_play_fresh_notes(self) -> bool:
         """Whether a later note starts as a fresh engine's does: not where glide is forced, so that every
