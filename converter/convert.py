@@ -287,11 +287,11 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     the input first.
 
     Each candidate is loaded once; its variants play on the same engine, which sounds exactly like
-    ``render_preview`` for a preset whose last note has died away (``RenderSession``), the chorus, flanger
-    and reverb aside: a closest candidate that played with one of them is played again on a fresh engine. Candidates render
-    ``RENDER_THREADS`` at a time (Vital lets go of Python's lock while it loads and plays, so a
-    single dropped file converts about a third faster). A candidate Vital cannot play is dropped; if
-    none can, the first one's RenderError is raised.
+    ``render_preview`` for a preset whose last note has died away (``RenderSession``), the chorus,
+    flanger and reverb aside: a closest candidate that played with one of them is played again on a
+    fresh engine. Candidates render ``RENDER_THREADS`` at a time (Vital lets go of Python's lock while
+    it loads and plays, so a single dropped file converts about a third faster). A candidate Vital
+    cannot play is dropped; if none can, the first one's RenderError is raised.
     """
     def attempt(candidate: Candidate) -> list[ScoredCandidate] | RenderError:
         try:
