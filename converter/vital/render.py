@@ -87,8 +87,8 @@ class RenderSession:
 
     def play(self, pitch: int, velocity: float, note_length: float, duration: float | None = None) -> np.ndarray:
         """Another note, every knob as loaded: on a preset that ``can_play_fresh_notes`` it is what a fresh
-        engine plays (the note before is cut, see ``_silence``), but for what the reverb, chorus, flanger or
-        a free-running LFO do at another phase, their clock having run on: another take of the preset."""
+        engine plays (the note before is cut, see ``_silence``), but for what the ``FREE_RUNNING_EFFECTS`` do
+        at another phase, their clock having run on: another take of the preset."""
         self._set_note(pitch, velocity, note_length, duration)
         return self.render()
 
