@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-set")
-    build_dataset(folder, 24, seed=3, shard_size=24, workers=1, progress=False)
+    build_dataset(folder, 24, seed=3, shard_size=12, workers=1, progress=False)
     return folder
 
 
@@ -79,17 +79,38 @@ def test_train_resume_and_reload(dataset, tmp_path):
         load_checkpoint(tmp_path / "copy")
 
 
-def test_feature_cache_matches_the_model(dataset, tmp_path):
+def test_feature_cache_matches_the_model_and_grows_with_the_set(dataset, tmp_path):
+    """Features are cached per shard: a shard that joins the set is computed, the ones before are kept."""
     model = ParameterModel().eval()
-    examples = ExampleSet(dataset, "train")
-    cache = cached_features(model, examples, tmp_path / "cache", batch_size=8, progress=False)
-    assert cache.dtype == np.float16 and len(cache) == len(examples)
-    direct = compute_features(model, examples.audio_batch([0, 5])).numpy()
-    np.testing.assert_allclose(cache[[0, 5]].astype(np.float32), direct, atol=0.02, rtol=0.002)
+    folder = tmp_path / "set"
+    shutil.copytree(dataset, folder, ignore=shutil.ignore_patterns("features", shard_name("audio", 1)))
+    half = ExampleSet(folder, None)
+    assert half.shards == [0]
+    cache = cached_features(model, half, tmp_path / "cache", batch_size=8, progress=False)
+    assert cache.dtype == np.float16 and len(cache) == len(half) == 12
+    (written,) = (tmp_path / "cache").glob("*/features-00000.npy")
+    first_write = written.stat().st_mtime_ns
+
+    shutil.copy(dataset / "shards" / shard_name("audio", 1), folder / "shards")
+    examples = ExampleSet(folder, "train")
+    grown = cached_features(model, examples, tmp_path / "cache", batch_size=8, progress=False)
+    assert examples.shards == [0, 1] and len(grown) == len(examples)
+    assert written.stat().st_mtime_ns == first_write
+    assert (written.parent / shard_name("features", 1)).exists()
+    positions = [int(np.flatnonzero(examples.shard_of == shard)[-1]) for shard in (0, 1)]
+    direct = compute_features(model, examples.audio_batch(positions)).numpy()
+    np.testing.assert_allclose(grown[positions].astype(np.float32), direct, atol=0.02, rtol=0.002)
     again = cached_features(model, examples, tmp_path / "cache", progress=False)
-    np.testing.assert_array_equal(again, cache)
+    np.testing.assert_array_equal(again[np.arange(len(examples))], grown[np.arange(len(examples))])
 
 
+def test_cache_only_fills_the_cache_and_trains_nothing(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert main([str(dataset), "--out", str(run), "--cache-only", "--cache-dir", str(tmp_path / "cache"),
+                 "--no-progress", "--threads", "2"]) == 0
+    assert sorted(path.name for path in (tmp_path / "cache").glob("*/*.npy")) == [
+        shard_name("features", 0), shard_name("features", 1)]
+    assert not (run / "latest").exists()
 
 
 def test_a_training_clip_is_heard_as_the_converter_hears_the_same_sound(dataset, tmp_path):

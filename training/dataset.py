@@ -646,6 +646,7 @@ class ExampleSet:
         self.manifest = json.loads(manifest_path.read_text())
         shards_dir = self.folder / "shards"
         complete = _complete_shards(shards_dir, self.manifest)
+        self.shards = complete  # the shard numbers, in the order ``shard_of`` counts them
         self._audio = [np.load(shards_dir / shard_name("audio", k), mmap_mode="r") for k in complete]
         metas = [np.load(shards_dir / shard_name("meta", k), mmap_mode="r") for k in complete]
         params = [np.load(shards_dir / shard_name("params", k), mmap_mode="r") for k in complete]
@@ -654,8 +655,8 @@ class ExampleSet:
         meta = np.concatenate([np.asarray(m) for m in metas]) if metas else np.zeros(0, META_DTYPE)
         keep = np.ones(len(meta), bool) if split is None else meta["split"] == SPLITS.index(split)
         order = np.argsort(meta["index"][keep], kind="stable")
-        self._shard = shard_of[keep][order]
-        self._row = row_of[keep][order]
+        self.shard_of = shard_of[keep][order]  # each example's shard, as a position in ``shards``
+        self.row_of = row_of[keep][order]  # and its row there
         self.meta = meta[keep][order]
         width = self.manifest.get("parameters", 0)
         all_params = np.concatenate([np.asarray(p) for p in params]) if params else np.zeros((0, width), np.float32)
@@ -670,10 +671,17 @@ class ExampleSet:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         out = np.empty((len(positions), CLIP_SAMPLES), dtype=np.float32)
         for k, position in enumerate(positions):
-            shard, row = self._shard[position], self._row[position]
-            out[k] = self._audio[shard][row]
+            out[k] = self._audio[self.shard_of[position]][self.row_of[position]]
         out *= 1.0 / INT16_FULL_SCALE
         return out
+
+    def shard_length(self, shard: int) -> int:
+        """How many examples the ``shard``-th of ``shards`` holds, of every split."""
+        return len(self._audio[shard])
+
+    def shard_audio_batch(self, shard: int, rows: slice) -> np.ndarray:
+        """float32 (b, CLIP_SAMPLES) in [-1, 1]: ``rows`` of the ``shard``-th of ``shards``, of every split."""
+        return self._audio[shard][rows].astype(np.float32) * (1.0 / INT16_FULL_SCALE)
 
 
 # ---------------------------------------------------------------------------------------------- command

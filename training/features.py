@@ -1,15 +1,17 @@
-"""The feature cache: an encoder's frozen part run once per dataset split, stored as float16 .npy.
+"""The feature cache: an encoder's frozen part run once per dataset shard, stored as float16 .npy.
 
 Training the compact encoder from cached log-mel + CQT images, or MERT's heads from cached pooled
 layer states, skips the costly part of every step. The cache is computed by the model's own
 ``features`` module on clips prepared by ``model_clip``, exactly as at inference, and is keyed by what
-decides its content: the encoder's feature config, the dataset's manifest and the split's examples.
-A killed build resumes from the last flushed batch.
+decides its content: the encoder's feature config and the dataset's identity (not its count). One
+file per shard holds every split's examples, so a set that ``vinv-dataset`` extends, or a split that
+changes, costs only the shards not seen before; a killed build resumes at the first shard not written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -18,23 +20,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from converter.files import atomic_write_bytes
+from training.dataset import IDENTITY_KEYS, ExampleSet, shard_name
 from training.frontend import model_clip
 from training.model import ParameterModel
 
-CACHE_VERSION = 2  # bump when the clip policy or the storage layout changes (2: offsets removed)
-FLUSH_EVERY = 16  # batches between progress flushes
+CACHE_VERSION = 3  # bump when the clip policy or the storage layout changes (3: one file per shard)
 
 
-def feature_key(model: ParameterModel, manifest: dict, indices: np.ndarray) -> str:
-    """Hash of everything that decides the cached values."""
+def feature_key(model: ParameterModel, manifest: dict) -> str:
+    """Hash of everything that decides the cached values of a shard."""
     encoder = model.config["encoder"]
     settings = model.config[encoder]
     if encoder == "mert":
         settings = {"hubert": settings.get("hubert", {}), "weights": _weights_digest(model)}
     else:
         settings = {"frontend": settings.get("frontend", {}), "defaults": model.encoder.frontend.config.to_dict()}
-    blob = json.dumps({"version": CACHE_VERSION, "encoder": encoder, "settings": settings, "manifest": manifest,
-                       "examples": hashlib.sha256(np.ascontiguousarray(indices, np.int64).tobytes()).hexdigest()},
+    dataset = {key: manifest.get(key) for key in IDENTITY_KEYS}
+    blob = json.dumps({"version": CACHE_VERSION, "encoder": encoder, "settings": settings, "dataset": dataset},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -55,40 +58,44 @@ def compute_features(model: ParameterModel, audio: np.ndarray, device: torch.dev
     return model.features(clips)
 
 
-def cached_features(model: ParameterModel, examples, folder: str | os.PathLike[str], *, batch_size: int = 32,
-                    device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
-    """float16 (n, *feature_shape) features of every example of ``examples`` (an ExampleSet), memory-mapped.
+class CachedFeatures:
+    """float16 features of an ExampleSet's examples by position, read from the memory-mapped shard files."""
 
-    Built under ``folder`` on first use; a later call with the same key only opens the file.
-    """
-    folder = Path(folder)
+    def __init__(self, shards: list[np.ndarray], examples: ExampleSet) -> None:
+        self._shards, self._shard_of, self._row_of = shards, examples.shard_of, examples.row_of
+        self.dtype = np.dtype(np.float16)
+        self.shape = (len(examples), *(shards[0].shape[1:] if shards else ()))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, positions) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        out = np.empty((len(positions), *self.shape[1:]), dtype=self.dtype)
+        for k, position in enumerate(positions):
+            out[k] = self._shards[self._shard_of[position]][self._row_of[position]]
+        return out
+
+
+def cached_features(model: ParameterModel, examples: ExampleSet, folder: str | os.PathLike[str], *,
+                    batch_size: int = 32, device: torch.device | str = "cpu", progress: bool = True) -> CachedFeatures:
+    """The features of every example of ``examples``, computed for the shards not yet under ``folder``."""
+    folder = Path(folder) / feature_key(model, examples.manifest)
     folder.mkdir(parents=True, exist_ok=True)
-    key = feature_key(model, examples.manifest, examples.meta["index"])
-    final = folder / f"{key}.npy"
-    if final.exists():
-        return np.load(final, mmap_mode="r")
-    partial, done_file = folder / f"{key}.partial.npy", folder / f"{key}.partial.json"
-    count = len(examples)
+    paths = [folder / shard_name("features", shard) for shard in examples.shards]
+    missing = [k for k, path in enumerate(paths) if not path.exists()]
     was_training = model.training
     model.eval()
-    shape = tuple(compute_features(model, examples.audio_batch([0]), device).shape[1:])
-    done = 0
-    if partial.exists() and done_file.exists():
-        store = np.load(partial, mmap_mode="r+")
-        done = int(json.loads(done_file.read_text())["done"]) if store.shape == (count, *shape) else 0
-    if done == 0:
-        store = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(count, *shape))
-    bar = tqdm(total=count, initial=done, unit="clip", desc="features", disable=not progress, dynamic_ncols=True)
-    for batch, start in enumerate(range(done, count, batch_size)):
-        stop = min(start + batch_size, count)
-        store[start:stop] = compute_features(model, examples.audio_batch(np.arange(start, stop)), device).cpu().numpy()
-        bar.update(stop - start)
-        if batch % FLUSH_EVERY == FLUSH_EVERY - 1 or stop == count:
-            store.flush()
-            done_file.write_text(json.dumps({"done": stop}))
+    bar = tqdm(total=sum(examples.shard_length(k) for k in missing), unit="clip", desc="features",
+               disable=not progress, dynamic_ncols=True)
+    for k in missing:
+        rows = examples.shard_length(k)
+        parts = [compute_features(model, examples.shard_audio_batch(k, slice(start, start + batch_size)), device)
+                 .cpu().numpy().astype(np.float16) for start in range(0, rows, batch_size)]
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate(parts))
+        atomic_write_bytes(paths[k], buffer.getvalue())
+        bar.update(rows)
     bar.close()
-    del store
-    os.replace(partial, final)
-    done_file.unlink(missing_ok=True)
     model.train(was_training)
-    return np.load(final, mmap_mode="r")
+    return CachedFeatures([np.load(path, mmap_mode="r") for path in paths], examples)

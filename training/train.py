@@ -1,7 +1,8 @@
 """``vinv-train``: one command from a dataset folder to a checkpoint.
 
-The encoder's frozen part is computed once per dataset (training/features.py) and the rest trains
-from that cache; ``--no-cache`` recomputes features from audio every step instead. Targets are
+The encoder's frozen part is computed once per dataset shard (training/features.py) and the rest trains
+from that cache; ``--cache-only`` fills the cache and stops (run it while ``vinv-dataset`` extends a set,
+so training starts at once), ``--no-cache`` recomputes features from audio every step instead. Targets are
 restated for the note the clip sounds at, put in canonical order and masked to what is audible
 (training/losses.py). After every epoch the checkpoint whose predictions sound closest to a fixed
 validation subset, rendered by Vital (training/listening.py), is kept as ``best``;
@@ -35,7 +36,7 @@ from converter.vital.parameters import parameter_space
 from training.augment import Augmentation
 from training.checkpoint import load_checkpoint, load_optimizer_state, read_card, save_checkpoint
 from training.dataset import ExampleSet
-from training.features import cached_features, compute_features
+from training.features import CachedFeatures, cached_features, compute_features
 from training.listening import DEFAULT_SUBSET, RenderedValidation
 from training.losses import ParameterLoss, audible_mask, canonical_order, heard_note_targets
 from training.model import ParameterModel
@@ -66,7 +67,7 @@ class TrainingStep(nn.Module):
 class Batches:
     """Shuffled (features, targets, mask) batches of one split; this rank's share of every epoch."""
 
-    def __init__(self, examples: ExampleSet, features: np.ndarray | None, model: ParameterModel,
+    def __init__(self, examples: ExampleSet, features: CachedFeatures | None, model: ParameterModel,
                  batch_size: int, rank: int, world: int, device: torch.device,
                  augmentation: Augmentation | None = None, seed: int = 0) -> None:
         self.examples, self.features, self.model = examples, features, model
@@ -124,6 +125,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--cache-dir", type=Path, help="feature cache folder (default: DATASET/features)")
     parser.add_argument("--no-cache", action="store_true", help="compute features from audio every step")
+    parser.add_argument("--cache-only", action="store_true",
+                        help="compute the features of every complete shard not yet cached, then stop")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--select-by-render", action=argparse.BooleanOptionalAction, default=True,
                         help="keep as best the checkpoint whose rendered predictions sound closest on a validation "
@@ -192,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["vinv-train", *(sys.argv[1:] if argv is None else argv)])
 
+    if args.cache_only and args.no_cache:
+        print("vinv-train: --cache-only fills the feature cache that --no-cache turns off", file=sys.stderr)
+        return 2
     if args.augment and args.encoder != "compact":
         print("vinv-train: --augment works on the compact encoder's log-power features, not MERT's", file=sys.stderr)
         return 2
@@ -224,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_features = cached_features(model, train_set, cache_dir, device=device, progress=False)
             val_features = cached_features(model, val_set, cache_dir, device=device, progress=False) \
                 if len(val_set) else None
+    if args.cache_only:
+        if leader:
+            _log(f"vinv-train: features of {len(train_set.shards)} shards cached in {cache_dir}", log_file)
+        return 0
     train = Batches(train_set, train_features, model, args.batch_size, rank, world, device,
                     Augmentation() if args.augment else None, seed=args.seed + rank)
     val = Batches(val_set, val_features, model, args.batch_size, 0, 1, device) if len(val_set) else None
