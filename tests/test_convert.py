@@ -77,6 +77,8 @@ def test_converts_a_vital_render_into_a_preset_and_preview(tmp_path, tiny_model)
     assert rate == SAMPLE_RATE and preview.shape[1] == 2
     assert len(preview) == int((result.note_length + TAIL_SECONDS) * SAMPLE_RATE)
     assert np.abs(preview).max() > 0.01
+    steps = preview * 32768.0
+    assert np.abs(steps - np.round(steps)).max() > 0.01  # finer than 16 bits: quiet tails are kept
 
 
 def test_the_default_mode_is_the_resynthesis_and_never_asks_a_model(tmp_path, monkeypatch):
