@@ -199,15 +199,6 @@ class WatchedFolder:
         with self._wake:
             return not (self._settling or self._ready or self._running)
 
-    def wait_until_idle(self, timeout: float) -> bool:
-        """Block until ``is_idle`` (checked every 50 ms); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while not self.is_idle():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
     def notice(self, path: str | os.PathLike[str], *, finished: bool = False) -> None:
         """A file under the folder was written, created or moved in: convert it once it settles, soon
         when the event says the file is ``finished`` (its writer closed it, or it was moved in); an
