@@ -92,6 +92,9 @@ def test_feature_cache_matches_the_model_and_grows_with_the_set(dataset, tmp_pat
     first_write = written.stat().st_mtime_ns
 
     shutil.copy(dataset / "shards" / shard_name("audio", 1), folder / "shards")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(count=36, shards=3)  # as `vinv-dataset --count 36` records it before rendering shard 2
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     examples = ExampleSet(folder, "train")
     grown = cached_features(model, examples, tmp_path / "cache", batch_size=8, progress=False)
     assert examples.shards == [0, 1] and len(grown) == len(examples)
