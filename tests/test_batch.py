@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from converter.app import batch
+from converter.app import batch, jobs
 from converter.app.jobs import (
     CRASH_MESSAGE,
     TEMP_SUFFIX,
@@ -23,6 +24,7 @@ from converter.app.jobs import (
     ConversionPool,
     Status,
     WorkerSetup,
+    convert_job,
     find_jobs,
     is_audio_name,
     plan_job,
@@ -233,6 +235,29 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, tiny_model_path):
     assert len(list(pack.glob("*.vital"))) == len(list(pack.glob("*.preview.wav"))) == 24
     rows = list(csv.DictReader((pack / batch.REPORT_NAME).open()))
     assert sum(row["status"] == "skipped" for row in rows) == len(converted)
+
+
+def test_a_stop_as_the_staging_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """A worker's SIGTERM can land the moment its staging folder exists (CI once caught one left behind
+    by Ctrl-C): the folder goes all the same."""
+    source = tmp_path / "kick.wav"
+    write_tone(source)
+    job = plan_job(source, tmp_path, [source.name])
+    make_folder = tempfile.mkdtemp
+
+    def made_then_stopped(*args, **kwargs):
+        folder = make_folder(*args, **kwargs)
+        jobs._on_terminate(signal.SIGTERM, None)  # what the worker's handler does when SIGTERM arrives here
+        return folder
+
+    def conversion(*args, **kwargs):
+        raise AssertionError("a stopped worker started converting")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", made_then_stopped)
+    monkeypatch.setattr(jobs._Worker, "stop_requested", False)
+    with pytest.raises(SystemExit):
+        convert_job(job, conversion, model=None, refine_seconds=0.0, threads=1, write_error_report=True)
+    assert not leftovers(tmp_path)
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):

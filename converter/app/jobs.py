@@ -616,11 +616,14 @@ def _staging_folder(job: Job) -> Iterator[Path]:
     """A hidden folder beside the job's outputs, named with this process id, removed on the way out."""
     job.preset.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{job.source.name[:100]}.{os.getpid()}."  # the process id is what _staging_pid reads back
-    folder = tempfile.mkdtemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=job.preset.parent)
+    folder = None
     try:
+        with _signals_held():  # a stop that lands as the folder is made waits until it is ours to remove
+            folder = tempfile.mkdtemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=job.preset.parent)
         yield Path(folder)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_error_report(job: Job, message: str, detail: str, staging: Path) -> None:
@@ -716,7 +719,8 @@ def _on_terminate(signum: int, frame: object) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Preview and preset are renamed into place together: a stop request waits until both are."""
+    """A stop request waits until the block is done: preview and preset are renamed into place
+    together, and a staging folder is made and owned in one step."""
     _Worker.holding_signals = True
     try:
         yield
