@@ -669,10 +669,15 @@ class ExampleSet:
     def audio_batch(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 (b, CLIP_SAMPLES) in [-1, 1] for these positions in the set."""
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        out = np.empty((len(positions), CLIP_SAMPLES), dtype=np.float32)
-        for k, position in enumerate(positions):
-            out[k] = self._audio[self.shard_of[position]][self.row_of[position]]
+        out = self.gather(self._audio, positions, np.empty((len(positions), CLIP_SAMPLES), dtype=np.float32))
         out *= 1.0 / INT16_FULL_SCALE
+        return out
+
+    def gather(self, per_shard: Sequence[np.ndarray], positions: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out`` filled with the rows of ``per_shard`` (one array per shard of ``shards``, rows as in the
+        shard files: the clips, or what is cached beside them) at these positions in the set."""
+        for k, position in enumerate(positions):
+            out[k] = per_shard[self.shard_of[position]][self.row_of[position]]
         return out
 
     def shard_length(self, shard: int) -> int:

@@ -62,7 +62,7 @@ class CachedFeatures:
     """float16 features of an ExampleSet's examples by position, read from the memory-mapped shard files."""
 
     def __init__(self, shards: list[np.ndarray], examples: ExampleSet) -> None:
-        self._shards, self._shard_of, self._row_of = shards, examples.shard_of, examples.row_of
+        self._shards, self._examples = shards, examples
         self.dtype = np.dtype(np.float16)
         self.shape = (len(examples), *(shards[0].shape[1:] if shards else ()))
 
@@ -71,10 +71,7 @@ class CachedFeatures:
 
     def __getitem__(self, positions) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        out = np.empty((len(positions), *self.shape[1:]), dtype=self.dtype)
-        for k, position in enumerate(positions):
-            out[k] = self._shards[self._shard_of[position]][self._row_of[position]]
-        return out
+        return self._examples.gather(self._shards, positions, np.empty((len(positions), *self.shape[1:]), self.dtype))
 
 
 def cached_features(model: ParameterModel, examples: ExampleSet, folder: str | os.PathLike[str], *,
