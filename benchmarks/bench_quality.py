@@ -191,10 +191,11 @@ def _refine_renders(analysis, name: str, renders: int, model) -> tuple[float, st
 
 
 def _patch_without_model(analysis, name: str, model) -> tuple[float, str]:
-    """Patch mode's candidates less the model's own: what the model adds to patch mode (ablation)."""
-    from converter.convert import build_candidates, rank_candidates
+    """Patch mode's candidates less the model's patches and parts: what the model adds to patch mode (ablation)."""
+    from converter.convert import Candidate, build_candidates, rank_candidates
 
-    candidates = [c for c in build_candidates(analysis, model, "patch", name=name) if c.method != "patch"]
+    candidates = [Candidate(c.method, c.preset) for c in build_candidates(analysis, model, "patch", name=name)
+                  if c.method != "patch"]
     best = rank_candidates(candidates, analysis)[0]
     return best.distance, best.candidate.method
 

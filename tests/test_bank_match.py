@@ -7,7 +7,17 @@ import pytest
 import soundfile
 
 from converter.analysis.input_audio import read_audio
-from converter.convert import analyse, build_candidates, convert, render_preview, score
+from converter.convert import (
+    EFFECT_PREFIXES,
+    Candidate,
+    analyse,
+    build_candidates,
+    convert,
+    matched_model_variants,
+    rank_candidates,
+    render_preview,
+    score,
+)
 from converter.matching.bank_match import KEYFRAMES, MATCHES, NOISE_SHARES, matched_vectors
 from converter.matching.resynthesis import analyse_for_resynthesis
 from converter.vital.parameters import control, parameter_space
@@ -78,9 +88,38 @@ def test_patch_mode_answers_with_a_matched_patch_closer_than_init(tmp_path, tiny
     source = tmp_path / "reed.wav"
     soundfile.write(source, render(playing("Odd Sweep", 96.0, noise=0.2), 45, 0.8, HELD, HELD + 1.5).T, SAMPLE_RATE)
     analysis = analyse(read_audio(source))
-    methods = [candidate.method for candidate in build_candidates(analysis, tiny_model, "patch")]
-    assert methods == ["patch", "patch"] + ["matched"] * (MATCHES + len(NOISE_SHARES))
+    candidates = build_candidates(analysis, tiny_model, "patch")
+    assert [c.method for c in candidates] == ["patch", "patch"] + ["matched"] * (MATCHES + len(NOISE_SHARES))
+    offered = matched_model_variants(candidates[0].preset)
+    assert len(offered) == 3 and all(variant.method == "matched-model" for variant in offered)
+    for candidate in candidates[2:]:  # each part of the model that changes the matched patch plays on it
+        settings = candidate.preset["settings"]
+        assert candidate.variants == tuple(variant for variant in offered
+                                           if any(settings[name] != value for name, value in variant.knobs.items()))
+    assert candidates[2].variants
 
     result = convert(source, model=tiny_model, out_dir=tmp_path, mode="patch")
     init = score(analysis, render_preview(init_preset(), analysis.note))
     assert result.method == "matched" and result.distance < 0.6 * init, (result.distance, init)
+
+
+def test_a_filtered_sound_is_matched_through_the_models_filter(tmp_path):
+    source = tmp_path / "muted.wav"
+    filtered = playing("Saw", 0.0)
+    filtered["settings"].update(filter_1_on=1.0, filter_1_cutoff=62.0, filter_1_resonance=0.6, reverb_on=0.0)
+    soundfile.write(source, render(filtered, 50, 0.8, HELD, HELD + 1.5).T, SAMPLE_RATE)
+    analysis = analyse(read_audio(source))
+    variants = matched_model_variants(filtered)
+    filters, effects, both = (set(variant.knobs) for variant in variants)
+    assert "filter_1_on" in filters and all(name.startswith("filter_") or name.endswith("_destination")
+                                            for name in filters)
+    assert all(name.startswith(EFFECT_PREFIXES) for name in effects) and "reverb_on" in effects
+    assert filters | effects < both and "sample_on" in both
+
+    ranked = rank_candidates([Candidate("matched", playing("Saw", 0.0), variants)], analysis)
+    dry = next(entry.distance for entry in ranked if entry.candidate.method == "matched")
+    best = ranked[0]
+    assert best.candidate.method == "matched-model" and best.candidate.preset["settings"]["filter_1_on"] == 1.0
+    # played in place on the dry patch's engine, it sounds as the same preset does on a fresh one
+    fresh = score(analysis, render_preview(best.candidate.preset, analysis.note))
+    assert best.distance < 0.3 * dry and fresh < 0.3 * dry, (best.distance, fresh, dry)

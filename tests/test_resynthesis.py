@@ -164,7 +164,7 @@ def test_noise_is_resynthesised_from_the_residual(tmp_path):
     assert levels_db(preview, np.array([0.05]))[0] > levels_db(preview, np.array([0.45]))[0] + 20  # it decays
 
 
-@pytest.mark.parametrize("mode, methods", [("resynth", {"resynth"}), ("patch", {"patch", "matched"}),
+@pytest.mark.parametrize("mode, methods", [("resynth", {"resynth"}), ("patch", {"patch", "matched", "matched-model"}),
                                            ("best", {"resynth", "patch", "hybrid"})])
 def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, tiny_model, mode, methods):
     source = tmp_path / "lead.wav"

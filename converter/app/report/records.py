@@ -45,7 +45,7 @@ class Record:
     preview: str = ""
     note: str = ""
     similarity: float | None = None
-    method: str = ""  # which candidate won: resynth, patch or hybrid
+    method: str = ""  # which candidate won: a key of converter.convert.METHOD_NAMES
     summary: str = ""  # the settings that matter most, as the preset's comments give them
     variations: tuple[VariationRecord, ...] = field(default=())
     pictures: bool = False  # the two PNGs were made
