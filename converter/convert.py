@@ -583,10 +583,12 @@ def _changing(variants: tuple[Variant, ...], preset: dict) -> tuple[Variant, ...
 
 
 def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
-    """The runners-up after ``ranked[0]``, without any that sounds the same as one before it."""
+    """The runners-up after ``ranked[0]``, without any that sounds the same as one before it or is the
+    same preset (a model's part can make one preset of two matched tables, played on two engines)."""
     kept = [ranked[0]]
     for entry in ranked[1:]:
-        if all(abs(entry.distance - other.distance) > 1e-6 for other in kept):
+        if all(abs(entry.distance - other.distance) > 1e-6 and entry.candidate.preset != other.candidate.preset
+               for other in kept):
             kept.append(entry)
     return kept[1:]
 

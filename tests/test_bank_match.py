@@ -10,6 +10,8 @@ from converter.analysis.input_audio import read_audio
 from converter.convert import (
     EFFECT_PREFIXES,
     Candidate,
+    ScoredCandidate,
+    _distinct,
     analyse,
     build_candidates,
     convert,
@@ -123,3 +125,13 @@ def test_a_filtered_sound_is_matched_through_the_models_filter(tmp_path):
     # played in place on the dry patch's engine, it sounds as the same preset does on a fresh one
     fresh = score(analysis, render_preview(best.candidate.preset, analysis.note))
     assert best.distance < 0.3 * dry and fresh < 0.3 * dry, (best.distance, fresh, dry)
+
+
+def test_variations_never_repeat_a_preset():
+    """The model's parts with its noise make one preset of a matched table and of its noisy copies; the
+    copies play on other engines, at other random phases, so only the preset tells them apart."""
+    dry, other, preview = playing("Saw", 0.0), playing("Square", 0.0), np.zeros((2, 10), np.float32)
+    ranked = [ScoredCandidate(Candidate("matched", dry), preview, 0.50),
+              ScoredCandidate(Candidate("matched-model", dry), preview, 0.51),
+              ScoredCandidate(Candidate("matched", other), preview, 0.60)]
+    assert [entry.distance for entry in _distinct(ranked)] == [0.60]
