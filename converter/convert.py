@@ -303,10 +303,11 @@ def build_candidates(
     if envelope is not None:
         measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, MATCH_KEYFRAMES)[0]
         with_model = matched_model_variants(patch) if patch is not None else ()
-        for vector in matched_vectors(measurement, space=space):
-            matched = with_amp_envelope(preset_from_vector(tune(vector, analysis.note, space), name=name, space=space),
-                                        envelope)
-            candidates.append(Candidate("matched", matched, _changing(with_model, matched)))
+        matches = [with_amp_envelope(preset_from_vector(tune(vector, analysis.note, space), name=name, space=space),
+                                     envelope) for vector in matched_vectors(measurement, space=space)]
+        played = [matched["settings"] for matched in matches]
+        for matched in matches:
+            candidates.append(Candidate("matched", matched, _new_variants(with_model, matched, played)))
     return candidates
 
 
@@ -575,11 +576,17 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
-def _changing(variants: tuple[Variant, ...], preset: dict) -> tuple[Variant, ...]:
-    """The ``variants`` that turn a knob of ``preset``: one that turns none would only play it again."""
-    settings = preset["settings"]
-    return tuple(variant for variant in variants
-                 if any(settings.get(name) != value for name, value in variant.knobs.items()))
+def _new_variants(variants: tuple[Variant, ...], preset: dict, played: list[dict]) -> tuple[Variant, ...]:
+    """The ``variants`` of ``preset`` that make settings not in ``played``, which they join: one that turns
+    no knob would only play it again, and the model's noise makes one preset of a matched table and of
+    its noisy copies."""
+    new = []
+    for variant in variants:
+        settings = {**preset["settings"], **variant.knobs}
+        if settings not in played:
+            played.append(settings)
+            new.append(variant)
+    return tuple(new)
 
 
 def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:

@@ -94,11 +94,16 @@ def test_patch_mode_answers_with_a_matched_patch_closer_than_init(tmp_path, tiny
     assert [c.method for c in candidates] == ["patch", "patch"] + ["matched"] * (MATCHES + len(NOISE_SHARES))
     offered = matched_model_variants(candidates[0].preset)
     assert len(offered) == 3 and all(variant.method == "matched-model" for variant in offered)
-    for candidate in candidates[2:]:  # each part of the model that changes the matched patch plays on it
-        settings = candidate.preset["settings"]
-        assert candidate.variants == tuple(variant for variant in offered
-                                           if any(settings[name] != value for name, value in variant.knobs.items()))
-    assert candidates[2].variants
+    # each part of the model that makes a preset not yet played plays on the matched patch: none twice
+    played = [candidate.preset["settings"] for candidate in candidates[2:]]
+    for candidate in candidates[2:]:
+        assert all(variant in offered for variant in candidate.variants)
+        played += [candidate.with_variant(variant).preset["settings"] for variant in candidate.variants]
+    assert all(played.index(settings) == k for k, settings in enumerate(played))
+    nearest = candidates[2].preset["settings"]
+    assert candidates[2].variants == tuple(variant for variant in offered
+                                           if any(nearest[name] != value for name, value in variant.knobs.items()))
+    assert sum(len(candidate.variants) for candidate in candidates[3:]) < 3 * (len(candidates) - 3)
 
     result = convert(source, model=tiny_model, out_dir=tmp_path, mode="patch")
     init = score(analysis, render_preview(init_preset(), analysis.note))
