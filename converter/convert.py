@@ -591,7 +591,7 @@ def _new_variants(variants: tuple[Variant, ...], preset: dict, played: list[dict
 
 def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
     """The runners-up after ``ranked[0]``, without any that sounds the same as one before it or is the
-    same preset (a model's part can make one preset of two matched tables, played on two engines)."""
+    same preset: two engines play one preset at two random phases, so only the preset tells them apart."""
     kept = [ranked[0]]
     for entry in ranked[1:]:
         if all(abs(entry.distance - other.distance) > 1e-6 and entry.candidate.preset != other.candidate.preset

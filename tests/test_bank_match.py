@@ -133,8 +133,7 @@ def test_a_filtered_sound_is_matched_through_the_models_filter(tmp_path):
 
 
 def test_variations_never_repeat_a_preset():
-    """The model's parts with its noise make one preset of a matched table and of its noisy copies; the
-    copies play on other engines, at other random phases, so only the preset tells them apart."""
+    """One preset played on two engines sounds at two random phases, so only the preset tells them apart."""
     dry, other, preview = playing("Saw", 0.0), playing("Square", 0.0), np.zeros((2, 10), np.float32)
     ranked = [ScoredCandidate(Candidate("matched", dry), preview, 0.50),
               ScoredCandidate(Candidate("matched-model", dry), preview, 0.51),
