@@ -55,7 +55,13 @@ from converter.matching.decode import decode_outputs, runner_up_vectors
 from converter.matching.distance import similarity
 from converter.matching.model import PresetModel
 from converter.matching.refine import VELOCITY, refine
-from converter.matching.resynthesis import analyse_for_resynthesis, residual_variants, resynthesis_preset
+from converter.matching.resynthesis import (
+    Resynthesis,
+    analyse_for_resynthesis,
+    correct_resynthesis,
+    residual_variants,
+    resynthesis_preset,
+)
 from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
@@ -205,10 +211,12 @@ class Candidate:
     method: str
     preset: dict
     variants: tuple[Variant, ...] = ()
+    resynthesis: Resynthesis | None = None  # what a resynthesis's tables were made from: a refinement corrects them
 
     def with_variant(self, variant: Variant) -> Candidate:
         """The candidate ``variant`` makes of this one: its knobs set in the preset, its method."""
-        return Candidate(variant.method, {**self.preset, "settings": {**self.preset["settings"], **variant.knobs}})
+        return Candidate(variant.method, {**self.preset, "settings": {**self.preset["settings"], **variant.knobs}},
+                         resynthesis=self.resynthesis)
 
 
 @dataclass(frozen=True)
@@ -277,22 +285,22 @@ def build_candidates(
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
-    presets: list[dict] = []
+    measurements: list[Resynthesis] = []
     asks_model = mode in ("best", "patch") and model is not None
     with ThreadPoolExecutor(1) as pool:  # onnxruntime lets go of Python's lock: the model runs beside the analysis
         predicted = pool.submit(predict, model, analysis, candidates=samples, space=space) if asks_model else None
         if mode in ("best", "resynth"):
             measurements = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note)
-            presets = [resynthesis_preset(measured, name=name) for measured in measurements]
         prediction = predicted.result() if predicted is not None else None
     # The input's amp envelope and its match in the bank are measured only where used: the default never is.
     envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length) if mode == "patch" else None
     patch = preset_from_vector(prediction.vector, name=name, space=space) if prediction is not None else None
-    for k, preset in enumerate(presets):
+    for k, measured in enumerate(measurements):
+        preset = resynthesis_preset(measured, name=name)
         # The hybrid plays last on the first resynthesis's engine: its effects' tails reach no other variant.
         hybrid = (hybrid_variant(patch),) if patch is not None and k == 0 else ()
         quieter = tuple(Variant("resynth", knobs) for knobs in residual_variants(preset))
-        candidates.append(Candidate("resynth", preset, quieter + hybrid))
+        candidates.append(Candidate("resynth", preset, quieter + hybrid, measured))
     if prediction is not None:
         candidates.append(Candidate("patch", patch))
         if envelope is not None:
@@ -351,22 +359,49 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
 
 def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, max_renders: int | None = None,
                 space: ParameterSpace | None = None) -> tuple[ScoredCandidate, bool]:
-    """Search ``seconds`` (or ``max_renders``, whichever ends first) for a closer version of the closest
-    candidate (``converter.matching.refine``); the search's answer is rendered fresh and scored like every
-    candidate, and kept only if closer."""
+    """Spend ``seconds`` (or ``max_renders``, whichever ends first) on a closer version of the closest
+    candidate; a resynthesis first has its tables corrected by what Vital plays of them
+    (``converter.matching.resynthesis.correction``), then whatever time is left searches its knobs
+    (``converter.matching.refine``). Every answer is rendered fresh and scored like every candidate, and
+    kept only if closer."""
+    started = time.perf_counter()
+    refined, start_cost = False, 0.0
+    if best.candidate.resynthesis is not None:
+        corrected, rounds = correct_best(best, analysis, seconds=seconds, max_rounds=max_renders)
+        best, refined = corrected, corrected is not best
+        max_renders = None if max_renders is None else max_renders - rounds
+        start_cost = (time.perf_counter() - started) / max(rounds, 1)  # a round is a load and a render, as the start
+    left = started + seconds - time.perf_counter()
+    if left <= start_cost or max_renders == 0:  # the knob search could not get past its start
+        return best, refined
     note = analysis.note
     try:
         refinement = refine(analysis.comparison, best.candidate.preset, pitch=note.pitch, note_length=note.length,
-                            seconds=seconds, seed=SEED, velocity=VELOCITY, max_renders=max_renders, space=space)
+                            seconds=left, seed=SEED, velocity=VELOCITY, max_renders=max_renders, space=space)
         if not refinement.improved:
-            return best, False
+            return best, refined
         preview = render_preview(refinement.preset, note)
     except RenderError:
-        return best, False
+        return best, refined
     distance = score(analysis, preview)
     if distance >= best.distance:
-        return best, False
-    return ScoredCandidate(Candidate(best.candidate.method, refinement.preset), preview, distance), True
+        return best, refined
+    candidate = Candidate(best.candidate.method, refinement.preset, resynthesis=best.candidate.resynthesis)
+    return ScoredCandidate(candidate, preview, distance), True
+
+
+def correct_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float,
+                 max_rounds: int | None = None) -> tuple[ScoredCandidate, int]:
+    """A closest candidate that is a resynthesis with its tables corrected by what Vital plays of them, for
+    about ``seconds`` (``correct_resynthesis``): the closer of the two, and the rounds it took."""
+    candidate, note = best.candidate, analysis.note
+    correction = correct_resynthesis(candidate.resynthesis, candidate.preset, best.preview, best.distance,
+                                     analysis.comparison, lambda preset: render_preview(preset, note),
+                                     seconds=seconds, max_rounds=max_rounds)
+    if correction.distance >= best.distance:
+        return best, correction.rounds
+    corrected = Candidate(candidate.method, correction.preset, resynthesis=correction.resynthesis)
+    return ScoredCandidate(corrected, correction.preview, correction.distance), correction.rounds
 
 
 def preview_session(preset: dict, note: Note) -> RenderSession:

@@ -23,6 +23,7 @@ __all__ = [
     "MRSTFT_RESOLUTIONS",
     "SIMILARITY_SCALE",
     "PreparedTarget",
+    "SpectralRatio",
     "log_spectral_distance",
     "mfcc_distance",
     "mrstft_distance",
@@ -211,6 +212,25 @@ def _mel_magnitudes(weighted: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     ]
 
 
+@lru_cache(maxsize=None)
+def _band_centres(sample_rate: int, n_fft: int) -> np.ndarray:
+    """Each mel band's centre of gravity in Hz."""
+    weights = _mel_filterbank(sample_rate, n_fft)
+    freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    return (freqs @ weights) / np.maximum(weights.sum(axis=0), 1e-12)
+
+
+@dataclass(frozen=True)
+class SpectralRatio:
+    """Where an estimate is too quiet or too loud at one of the distance's resolutions: the log ratio
+    of the target's mel magnitudes to the estimate's (positive where the estimate is too quiet), the
+    very quantity whose absolute mean is the distance's log-magnitude term."""
+
+    log_ratio: np.ndarray  # (frames, mel bands)
+    frame_seconds: np.ndarray  # (frames,) each frame's centre, from the signals' start
+    band_hz: np.ndarray  # (mel bands,) each band's centre
+
+
 @dataclass(frozen=True)
 class _Spectra:
     """One signal's per-resolution mel magnitudes, with the parts of the loss
@@ -264,10 +284,25 @@ class PreparedTarget:
 
     def distance(self, estimate: np.ndarray) -> float:
         """Multi-resolution STFT distance from this target to ``estimate``."""
+        target, weighted = self._against(estimate)
+        return target.distance_to(weighted, self.sample_rate)
+
+    def spectral_ratios(self, estimate: np.ndarray) -> tuple[SpectralRatio, ...]:
+        """Per resolution, how far ``estimate``'s mel magnitudes are from this target's, and where."""
+        target, weighted = self._against(estimate)
+        return tuple(
+            SpectralRatio(y_log - np.log(x_mel), np.arange(x_mel.shape[0]) * hop / self.sample_rate,
+                          _band_centres(self.sample_rate, n_fft))
+            for y_log, x_mel, (n_fft, hop) in zip(
+                target.log_mel, _mel_magnitudes(weighted, self.sample_rate), MRSTFT_RESOLUTIONS
+            )
+        )
+
+    def _against(self, estimate: np.ndarray) -> tuple[_Spectra, np.ndarray]:
+        """The target's spectra and the RMS-normalised, A-weighted estimate, both at one length."""
         estimate = _rms_normalise(_check_signal(estimate, "estimate"))
         length = max(self.target.size, estimate.size)
-        weighted = _a_weight(_pad_to(estimate, length), self.sample_rate)
-        return self._spectra_for(length).distance_to(weighted, self.sample_rate)
+        return self._spectra_for(length), _a_weight(_pad_to(estimate, length), self.sample_rate)
 
 
 def prepare_target(target: np.ndarray, sample_rate: int) -> PreparedTarget:

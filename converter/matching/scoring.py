@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from converter.analysis.audio import CLIP_SECONDS, MODEL_SAMPLE_RATE, fit_length, remove_dc, resample, to_mono
-from converter.matching.distance import prepare_target
+from converter.matching.distance import SpectralRatio, prepare_target
 from converter.vital.render import TAIL_SECONDS
 
 SCORE_SAMPLE_RATE = MODEL_SAMPLE_RATE
@@ -34,6 +34,11 @@ class Comparison:
     def distance(self, audio: np.ndarray, sample_rate: int) -> float:
         """MR-STFT distance from the target to ``audio`` (mono or (channels, n), from note-on)."""
         return self._target.distance(self._cut(audio, sample_rate))
+
+    def spectral_ratios(self, audio: np.ndarray, sample_rate: int) -> tuple[SpectralRatio, ...]:
+        """Where ``audio`` is too quiet or too loud against the target, per resolution of the distance
+        (``SpectralRatio``; frame times from note-on)."""
+        return self._target.spectral_ratios(self._cut(audio, sample_rate))
 
     def _cut(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         mono = to_mono(audio)[: int(np.ceil(self.samples * sample_rate / SCORE_SAMPLE_RATE)) + 64]

@@ -281,6 +281,13 @@ def cycles(amplitudes: np.ndarray, phases: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum, FRAME_SIZE, axis=1).astype(np.float32)
 
 
+def partials(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(amplitudes, sine phases) of harmonics 1..MAX_HARMONIC of each cycle in ``frames``: what ``cycles``
+    was given."""
+    spectrum = np.fft.rfft(np.asarray(frames, dtype=np.float64), axis=1)[:, 1 : MAX_HARMONIC + 1]
+    return np.abs(spectrum) / (FRAME_SIZE / 2), np.angle(spectrum) + np.pi / 2
+
+
 def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
                             keyframes: int = KEYFRAMES) -> list[Resynthesis]:
     """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``.

@@ -31,6 +31,7 @@ CARRIED_TAIL = 0.1  # seconds: a tail this long plays from the frames (``_open_a
 CARRIED_RELEASE_STRETCH, CARRIED_RELEASE_POWER = 1.2, 6.0  # its release: a little longer, held nearly flat
 MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
 SWEEP_LFO, PITCH_LFO = 1, 2
+TABLE_NAMES = {1: "vinv harmonics", 2: "vinv residual"}  # the oscillator each table plays on
 SWEEP_AHEAD = 0.5  # wave frames the sweep runs ahead of its keyframes' times (see ``resynthesis_preset``)
 QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried beside the measured one (quadratic: 0.6 is -9 dB; 0 is off)
 
@@ -48,21 +49,14 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
     preset = init_preset()
     preset.update(preset_name=name)
     settings = preset["settings"]
-    harmonic, residual = resynthesis.harmonic_frames, resynthesis.residual_frames
-    peak = max(float(np.abs(harmonic).max()), float(np.abs(residual).max()))
-    if peak <= 0.0:
-        raise ValueError("nothing to resynthesise: the sound is silent")
-    loudest = max(resynthesis.harmonic_level, resynthesis.residual_level)
-    floor = loudest * 10 ** (AUDIBLE_SHARE_DB / 20)
-    tables = (("harmonics", harmonic, resynthesis.harmonic_level), ("residual", residual, resynthesis.residual_level))
-    for osc, (label, frames, level) in enumerate(tables, start=1):
-        on = level > floor
-        settings[f"osc_{osc}_on"] = 1.0 if on else 0.0
+    tables = resynthesis_tables(resynthesis)
+    for osc in TABLE_NAMES:
+        settings[f"osc_{osc}_on"] = 1.0 if osc in tables else 0.0
         settings[f"osc_{osc}_level"] = 1.0
         settings[f"osc_{osc}_random_phase"] = 0.0
         settings[f"osc_{osc}_wave_frame"] = SWEEP_AHEAD
-        if on:
-            settings["wavetables"][osc - 1] = Wavetable(f"vinv {label}", frames / peak, keep_level=True).to_vital()
+        if osc in tables:
+            settings["wavetables"][osc - 1] = tables[osc]
             add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", 1.0)
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     settings["osc_3_on"] = 0.0
@@ -73,6 +67,28 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (keyframes - 1)))))
     _pitch(settings, resynthesis)
     return preset
+
+
+def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
+    """The Vital wavetables a resynthesis plays, by oscillator (``TABLE_NAMES``): each at one scale, so
+    their balance is the input's, and none that sits ``AUDIBLE_SHARE_DB`` under the other."""
+    frames = {1: resynthesis.harmonic_frames, 2: resynthesis.residual_frames}
+    levels = {1: resynthesis.harmonic_level, 2: resynthesis.residual_level}
+    peak = max(float(np.abs(table).max()) for table in frames.values())
+    if peak <= 0.0:
+        raise ValueError("nothing to resynthesise: the sound is silent")
+    floor = max(levels.values()) * 10 ** (AUDIBLE_SHARE_DB / 20)
+    return {osc: Wavetable(name, frames[osc] / peak, keep_level=True).to_vital()
+            for osc, name in TABLE_NAMES.items() if levels[osc] > floor}
+
+
+def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
+    """A copy of ``preset`` (a resynthesis, perhaps with knobs turned) playing ``resynthesis``'s tables
+    instead of its own: every other setting stays, so a variant stays that variant."""
+    tables = resynthesis_tables(resynthesis)
+    wavetables = [tables[osc] if osc in tables and table.get("name") == TABLE_NAMES[osc] else table
+                  for osc, table in enumerate(preset["settings"]["wavetables"], start=1)]
+    return {**preset, "settings": {**preset["settings"], "wavetables": wavetables}}
 
 
 def residual_variants(preset: dict) -> tuple[dict[str, float], ...]:
