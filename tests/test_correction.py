@@ -51,7 +51,7 @@ def test_each_partial_moves_by_the_ratio_at_its_time_and_frequency():
     values[:, flat_ratio(values).band_hz > 2000] = 1.0  # one neper too quiet above 2 kHz
     values[25:] += 0.5  # and half a neper more in the second half of the second
     ratio = flat_ratio(values)
-    louder, _ = partials(corrected(resynthesis, (ratio, ratio)).harmonic_frames)
+    louder, _ = partials(corrected(resynthesis, (ratio, ratio), strength=1.0).harmonic_frames)
     audible = harmonics > 1e-6 * harmonics.max()
     gain = np.log(louder[audible] / harmonics[audible])
     hz = np.broadcast_to(midi_to_hz(NOTE.pitch) * np.arange(1, harmonics.shape[1] + 1), harmonics.shape)[audible]
