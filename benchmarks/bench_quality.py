@@ -17,8 +17,9 @@ sessions compare like with like:
 Each figure is the median over a source of the MR-STFT distance from the input to the preview that
 ``convert()`` wrote (``ConversionResult.distance``), divided by the distance of Vital's init patch
 played at the same note for the same time: 1.0 is no better than init, lower is better.
-``--refine-renders N`` runs best with a search of exactly N renders instead of a time budget: its
-figures do not depend on how busy the machine is, so search changes compare like with like.
+``--refine-renders N`` runs best with a refinement of exactly N renders instead of a time budget (a
+resynthesis's correction rounds count among them, the knob search has the rest): its figures do not
+depend on how busy the machine is, so refinement changes compare like with like.
 ``--modes patch-without-model`` is patch mode without the model's candidates (the ablation).
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once
 at the detected note (N renders per sound). ``--truth`` adds the floor: each preset and sampled
@@ -181,7 +182,7 @@ def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, 
 
 
 def _refine_renders(analysis, name: str, renders: int, model) -> tuple[float, str]:
-    """convert()'s best mode with a search of exactly ``renders`` renders: (distance, method)."""
+    """convert()'s best mode with a refinement of exactly ``renders`` renders: (distance, method)."""
     from converter.convert import build_candidates, rank_candidates, refine_best
 
     candidates = build_candidates(analysis, model, "best", name=name)
@@ -229,7 +230,7 @@ def main() -> None:
                         help="also run --refine-modes with this many seconds of search")
     parser.add_argument("--refine-modes", nargs="*", default=["best"], metavar="MODE")
     parser.add_argument("--refine-renders", type=int, default=0, metavar="N",
-                        help="also run best with a search of exactly N renders (independent of machine load)")
+                        help="also run best with a refinement of exactly N renders (independent of machine load)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", type=Path, help="an exported vinv model to judge instead of the shipped one")
     parser.add_argument("--limit", type=int, help="sounds per source")

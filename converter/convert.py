@@ -15,7 +15,8 @@
    through the model's filters and effects (``matched_model_variants``);
 4. ``rank_candidates``: each candidate and variant is rendered once at the detected note and length
    and scored against the target; the closest wins, its render is the preview (with a refine budget
-   the winner may then be improved by ``converter.matching.refine``), and ``match_loudness`` sets the
+   the winner may then be improved: a resynthesis's tables by ``converter.matching.resynthesis.correction``,
+   then its knobs by ``converter.matching.refine``), and ``match_loudness`` sets the
    preset's volume so the preview is as loud as the input;
 5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
 

@@ -427,7 +427,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, metavar="PATH", help="settings file (default: see --print-config)")
     parser.add_argument("--workers", type=positive_int, metavar="N", help="conversions at a time")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="onnxruntime threads per conversion")
-    parser.add_argument("--refine", type=seconds, metavar="SECONDS", help="search time per file")
+    parser.add_argument("--refine", type=seconds, metavar="SECONDS",
+                        help="refinement time per file (as vinv-batch --refine)")
     parser.add_argument("--mode", choices=MODES,
                         help="resynth: the resynthesis of the input; best: the closest of it and the model's "
                              "patches; patch: only classic-synth patches on vinv's own wavetables")
