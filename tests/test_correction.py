@@ -4,15 +4,18 @@ real render comes closer round by round, never further."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import soundfile
 
-from converter.analysis.input_audio import InputAudio
+from converter.analysis.input_audio import InputAudio, read_audio
 from converter.analysis.note import Note, midi_to_hz
-from converter.convert import analyse, build_candidates, rank_candidates, refine_best, render_preview, score
+from converter.convert import analyse, build_candidates, convert, rank_candidates, refine_best, render_preview, score
 from converter.matching.distance import SpectralRatio, prepare_target
 from converter.matching.resynthesis import analyse_for_resynthesis, correct_resynthesis, resynthesis_preset
 from converter.matching.resynthesis.analysis import partials
 from converter.matching.resynthesis.correction import corrected
 from converter.matching.resynthesis.patch import TABLE_NAMES, with_tables
+from converter.vital.preset import read_preset
 from converter.vital.render import SAMPLE_RATE
 
 SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
@@ -93,3 +96,16 @@ def test_rounds_bring_a_real_render_closer_and_never_further():
     refined, improved = refine_best(best, analysis, seconds=600.0, max_renders=2)
     assert improved and refined.candidate.method == "resynth" and refined.distance < best.distance
     assert refined.distance == score(analysis, render_preview(refined.candidate.preset, analysis.note))
+
+
+def test_a_refined_conversion_writes_the_corrected_tables(tmp_path):
+    source = tmp_path / "breath.wav"
+    soundfile.write(source, vibrato_saw_with_breath(), SAMPLE_RATE)
+    plain = convert(source, out_dir=tmp_path)
+    (tmp_path / "refined").mkdir()
+    refined = convert(source, out_dir=tmp_path / "refined", refine_seconds=1.5)
+    assert refined.refined and refined.method == "resynth" and refined.distance < 0.9 * plain.distance
+    analysis = analyse(read_audio(source))
+    written = read_preset(refined.preset_path)
+    assert score(analysis, render_preview(written, analysis.note)) == pytest.approx(refined.distance, rel=1e-3)
+    assert written["settings"]["wavetables"][0] != read_preset(plain.preset_path)["settings"]["wavetables"][0]
