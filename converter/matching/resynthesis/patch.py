@@ -84,7 +84,8 @@ def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
 
 def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
     """A copy of ``preset`` (a resynthesis, perhaps with knobs turned) playing ``resynthesis``'s tables
-    instead of its own: every other setting stays, so a variant stays that variant."""
+    instead of its own: every other setting stays, so a variant stays that variant (and a table that fell
+    ``AUDIBLE_SHARE_DB`` under the other stays as the preset had it)."""
     tables = resynthesis_tables(resynthesis)
     wavetables = [tables[osc] if osc in tables and table.get("name") == TABLE_NAMES[osc] else table
                   for osc, table in enumerate(preset["settings"]["wavetables"], start=1)]
