@@ -30,7 +30,7 @@ def vibrato_saw_with_breath() -> np.ndarray:
     return (0.4 * saw + breath).astype(np.float32)
 
 
-def flat_ratio(values: np.ndarray, seconds: float = 1.0) -> SpectralRatio:
+def ratio_of(values: np.ndarray, seconds: float = 1.0) -> SpectralRatio:
     """A ratio of ``values`` (frames, bands) over ``seconds``, bands from 100 Hz to 10 kHz."""
     return SpectralRatio(values, np.linspace(0.0, seconds, values.shape[0]), np.geomspace(100.0, 1e4, values.shape[1]))
 
@@ -51,9 +51,9 @@ def test_each_partial_moves_by_the_ratio_at_its_time_and_frequency():
     resynthesis = analyse_for_resynthesis(vibrato_saw_with_breath(), SAMPLE_RATE, NOTE)[0]
     harmonics, _ = partials(resynthesis.harmonic_frames)
     values = np.zeros((50, 64))
-    values[:, flat_ratio(values).band_hz > 2000] = 1.0  # one neper too quiet above 2 kHz
+    values[:, ratio_of(values).band_hz > 2000] = 1.0  # one neper too quiet above 2 kHz
     values[25:] += 0.5  # and half a neper more in the second half of the second
-    ratio = flat_ratio(values)
+    ratio = ratio_of(values)
     louder, _ = partials(corrected(resynthesis, (ratio, ratio), strength=1.0).harmonic_frames)
     audible = harmonics > 1e-6 * harmonics.max()
     gain = np.log(louder[audible] / harmonics[audible])
@@ -71,7 +71,7 @@ def test_new_tables_keep_every_knob_of_a_variant():
     resynthesis = analyse_for_resynthesis(vibrato_saw_with_breath(), SAMPLE_RATE, NOTE)[0]
     preset = resynthesis_preset(resynthesis)
     preset["settings"]["osc_2_level"] = 0.6  # a quieter-residual variant
-    ratio = flat_ratio(np.ones((10, 32)))
+    ratio = ratio_of(np.ones((10, 32)))
     swapped = with_tables(preset, corrected(resynthesis, (ratio,)))
     before, after = preset["settings"], swapped["settings"]
     assert {key: value for key, value in after.items() if key != "wavetables"} == \

@@ -41,7 +41,7 @@ SMOOTHING_FRAMES = 3  # frames of each resolution averaged in time, so a noise's
 @dataclass(frozen=True)
 class Correction:
     """The closest tables found, the preset playing them, its preview (a fresh engine's render) and its
-    distance, and how many rounds were played to find them."""
+    distance, and how many rounds were played in all."""
 
     resynthesis: Resynthesis
     preset: dict
@@ -74,12 +74,14 @@ def correct_resynthesis(resynthesis: Resynthesis, preset: dict, preview: np.ndar
     ``preset`` has them. A round Vital cannot play ends the rounds."""
     deadline = time.perf_counter() + seconds
     best = Correction(resynthesis, preset, preview, distance, 0)
+    ratios = None  # of the best so far's preview, measured when a round needs them and kept while it stays best
     strength, rounds, spent = STRENGTH, 0, 0.0
     limit = np.inf if max_rounds is None else max_rounds
     while strength >= GIVE_UP and rounds < limit and deadline - time.perf_counter() > spent / max(rounds, 1):
         began = time.perf_counter()
         rounds += 1
-        candidate = corrected(best.resynthesis, comparison.spectral_ratios(best.preview, SAMPLE_RATE), strength)
+        ratios = ratios or comparison.spectral_ratios(best.preview, SAMPLE_RATE)
+        candidate = corrected(best.resynthesis, ratios, strength)
         candidate_preset = with_tables(best.preset, candidate)
         try:
             audio = play(candidate_preset)
@@ -87,7 +89,7 @@ def correct_resynthesis(resynthesis: Resynthesis, preset: dict, preview: np.ndar
             break
         candidate_distance = comparison.distance(audio, SAMPLE_RATE)
         if candidate_distance < best.distance:
-            best = Correction(candidate, candidate_preset, audio, candidate_distance, rounds)
+            best, ratios = Correction(candidate, candidate_preset, audio, candidate_distance, 0), None
         else:
             strength /= 2.0
         spent += time.perf_counter() - began
