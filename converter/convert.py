@@ -8,16 +8,17 @@
 2. ``analyse``: the note's onset, pitch and length (``converter.analysis.note``), the model's 5 s clip
    and the 44.1 kHz target that previews are scored against;
 3. ``build_candidates``: the resynthesis (``converter.matching.resynthesis``: wavetables made from the
-   input itself, with quieter residuals as variants), the ONNX model's patch (``predict``, ``tune``-d
+   input itself), the ONNX model's patch (``predict``, ``tune``-d
    to the input's pitch) and their ``hybrid_variant``, as the mode allows; in ``patch`` mode also the
    model's patch with the input's own amp envelope (``converter.analysis.amp_envelope``) and the
    bank's tables nearest to the sound with that envelope (``converter.matching.bank_match``), also
    through the model's filters and effects (``matched_model_variants``);
 4. ``rank_candidates``: each candidate and variant is rendered once at the detected note and length
-   and scored against the target; the closest wins, its render is the preview (with a refine budget
-   the winner may then be improved: a resynthesis's tables by ``converter.matching.resynthesis.correction``,
-   then its knobs by ``converter.matching.refine``), and ``match_loudness`` sets the
-   preset's volume so the preview is as loud as the input;
+   and scored against the target; the closest wins, and a resynthesis has its tables corrected once by
+   what Vital played of them, with quieter residuals (``correct_best``); its render is the preview (with a
+   refine budget the winner is improved further: a resynthesis's tables by more rounds of
+   ``converter.matching.resynthesis.correction``, then its knobs by ``converter.matching.refine``), and
+   ``match_loudness`` sets the preset's volume so the preview is as loud as the input;
 5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
 
 Every way a file can fail raises ``ConversionError`` with a one-line message that starts with the
@@ -63,6 +64,7 @@ from converter.matching.resynthesis import (
     residual_variants,
     resynthesis_preset,
 )
+from converter.matching.resynthesis.correction import Player
 from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
@@ -80,6 +82,9 @@ QUIETEST_VOLUME_DB = -60.0  # loudness matching keeps Vital's volume where it is
 PRESET_SUFFIX, PREVIEW_SUFFIX = ".vital", ".preview.wav"
 MODES = ("resynth", "best", "patch")  # the first is the default; the others ask the model too
 RENDER_THREADS = 2
+# Rounds of table correction (``correct_best``) every conversion plays on a resynthesis: one took the default
+# 23-29 % closer per held-out source for about a quarter more time a file (README); ``--refine`` plays more.
+CORRECTION_ROUNDS = 1
 METHOD_NAMES = {
     "resynth": "resynthesis: wavetables made from the sound itself",
     "patch": "the model's patch on vinv's own wavetables",
@@ -216,8 +221,12 @@ class Candidate:
 
     def with_variant(self, variant: Variant) -> Candidate:
         """The candidate ``variant`` makes of this one: its knobs set in the preset, its method."""
-        return Candidate(variant.method, {**self.preset, "settings": {**self.preset["settings"], **variant.knobs}},
-                         resynthesis=self.resynthesis)
+        return Candidate(variant.method, with_knobs(self.preset, variant.knobs), resynthesis=self.resynthesis)
+
+
+def with_knobs(preset: dict, knobs: dict[str, float]) -> dict:
+    """A copy of ``preset`` with ``knobs`` (raw values by control name) set."""
+    return {**preset, "settings": {**preset["settings"], **knobs}}
 
 
 @dataclass(frozen=True)
@@ -275,10 +284,11 @@ def with_amp_envelope(preset: dict, envelope: AmpEnvelope) -> dict:
 
 def build_candidates(
     analysis: Analysis, model: PresetModel | None, mode: str, *, name: str = "vinv", samples: int = 0,
-    runner_ups: bool = False, space: ParameterSpace | None = None,
+    runner_ups: bool = False, quieter_residuals: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
-    """The patches ``mode`` allows, best guess first: the resynthesis (with quieter residuals and, in
-    ``best``, the hybrid as its variants), the model's patch (in ``patch`` mode also with the input's
+    """The patches ``mode`` allows, best guess first: the resynthesis (in ``best`` with the hybrid as its
+    variant; with ``quieter_residuals`` also those, which otherwise ``correct_best`` plays on the corrected
+    tables, as runners-up to write), the model's patch (in ``patch`` mode also with the input's
     amp envelope), then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer
     with its second-choice wavetable or filter model; in ``patch`` mode last the bank's tables nearest
     to the sound, with its amp envelope (``converter.matching.bank_match``), each with the model's filters
@@ -298,9 +308,9 @@ def build_candidates(
     patch = preset_from_vector(prediction.vector, name=name, space=space) if prediction is not None else None
     for k, measured in enumerate(measurements):
         preset = resynthesis_preset(measured, name=name)
+        quieter = tuple(Variant("resynth", knobs) for knobs in residual_variants(preset)) if quieter_residuals else ()
         # The hybrid plays last on the first resynthesis's engine: its effects' tails reach no other variant.
         hybrid = (hybrid_variant(patch),) if patch is not None and k == 0 else ()
-        quieter = tuple(Variant("resynth", knobs) for knobs in residual_variants(preset))
         candidates.append(Candidate("resynth", preset, quieter + hybrid, measured))
     if prediction is not None:
         candidates.append(Candidate("patch", patch))
@@ -394,15 +404,39 @@ def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, ma
 def correct_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float,
                  max_rounds: int | None = None) -> tuple[ScoredCandidate, int]:
     """A closest candidate that is a resynthesis with its tables corrected by what Vital plays of them, for
-    about ``seconds`` (``correct_resynthesis``): the closer of the two, and the rounds it took."""
-    candidate, note = best.candidate, analysis.note
+    about ``seconds`` (``correct_resynthesis``), each round also with quieter residuals: the closer of the
+    two, and the rounds it took."""
+    candidate = best.candidate
     correction = correct_resynthesis(candidate.resynthesis, candidate.preset, best.preview, best.distance,
-                                     analysis.comparison, lambda preset: render_preview(preset, note),
+                                     analysis.comparison, correction_player(analysis.note),
                                      seconds=seconds, max_rounds=max_rounds)
     if correction.distance >= best.distance:
         return best, correction.rounds
     corrected = Candidate(candidate.method, correction.preset, resynthesis=correction.resynthesis)
     return ScoredCandidate(corrected, correction.preview, correction.distance), correction.rounds
+
+
+def correction_player(note: Note) -> Player:
+    """Plays a corrected resynthesis as previews are played, and its quieter residuals
+    (``residual_variants``): the balance of harmonics and residual is chosen on the corrected tables.
+    Choosing it there, instead of on the measured ones before a round, came as close on held-out notes and
+    presets at two renders fewer (README). The rounds share one engine while it plays as a fresh one
+    (``RenderSession.load``)."""
+    session: RenderSession | None = None
+
+    def play(preset: dict) -> list[tuple[dict, np.ndarray]]:
+        nonlocal session
+        if session is not None:
+            session.load(preset)
+        if session is None or not session.plays_as_fresh():
+            session = preview_session(preset, note)
+        played = [(preset, session.render())]
+        for knobs in residual_variants(preset):
+            if session.plays_as_fresh(knobs):
+                played.append((with_knobs(preset, knobs), session.render(knobs)))
+        return played
+
+    return play
 
 
 def preview_session(preset: dict, note: Note) -> RenderSession:
@@ -556,7 +590,8 @@ def convert(
     # Refining a model-made patch also tries the model's other ideas: its flow samples, its second choices.
     searching_patches = refine_seconds > 0 and mode == "patch"
     candidates = build_candidates(analysis, model, mode, name=path.stem, runner_ups=searching_patches,
-                                  samples=max(variations, CANDIDATES if searching_patches else 0), space=space)
+                                  samples=max(variations, CANDIDATES if searching_patches else 0),
+                                  quieter_residuals=variations > 0, space=space)
     lap("candidates")
     try:
         ranked = rank_candidates(candidates, analysis)
@@ -567,6 +602,9 @@ def convert(
     if refine_seconds > 0:
         best, refined = refine_best(best, analysis, seconds=refine_seconds, space=space)
         lap("refine")
+    elif best.candidate.resynthesis is not None:
+        best = correct_best(best, analysis, seconds=float("inf"), max_rounds=CORRECTION_ROUNDS)[0]
+        lap("correct")
     def finished(entry: ScoredCandidate) -> tuple[dict, np.ndarray, str]:
         """The preset at the input's loudness, with its comments; its preview at that loudness; its summary."""
         preset, preview = match_loudness(entry.candidate.preset, entry.preview, analysis.target)
@@ -575,7 +613,7 @@ def convert(
         return preset, preview, summary
 
     preset, preview, summary = finished(best)
-    alternatives = list(zip(_distinct(ranked)[:variations], alternative_paths))
+    alternatives = list(zip(_distinct([best, *ranked])[:variations], alternative_paths))
     alternative_presets = [finished(entry)[0] for entry, _ in alternatives]
     lap("score")
     try:
@@ -626,8 +664,9 @@ def _new_variants(variants: tuple[Variant, ...], preset: dict, played: list[dict
 
 
 def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
-    """The runners-up after ``ranked[0]``, without any that sounds the same as one before it or is the
-    same preset: two engines play one preset at two random phases, so only the preset tells them apart."""
+    """The runners-up after ``ranked[0]`` (the answer, which refinement or correction may have made of
+    ``ranked[1]``), without any that sounds the same as one before it or is the same preset: two engines
+    play one preset at two random phases, so only the preset tells them apart."""
     kept = [ranked[0]]
     for entry in ranked[1:]:
         if all(abs(entry.distance - other.distance) > 1e-6 and entry.candidate.preset != other.candidate.preset

@@ -9,7 +9,16 @@ import soundfile
 
 from converter.analysis.input_audio import InputAudio, read_audio
 from converter.analysis.note import Note, midi_to_hz
-from converter.convert import analyse, build_candidates, convert, rank_candidates, refine_best, render_preview, score
+from converter.convert import (
+    analyse,
+    build_candidates,
+    convert,
+    correction_player,
+    rank_candidates,
+    refine_best,
+    render_preview,
+    score,
+)
 from converter.matching.distance import SpectralRatio, prepare_target
 from converter.matching.resynthesis import analyse_for_resynthesis, correct_resynthesis, resynthesis_preset
 from converter.matching.resynthesis.analysis import partials
@@ -87,7 +96,7 @@ def test_rounds_bring_a_real_render_closer_and_never_further():
     best = rank_candidates(build_candidates(analysis, None, "resynth"), analysis)[0]
     candidate = best.candidate
     correction = correct_resynthesis(candidate.resynthesis, candidate.preset, best.preview, best.distance,
-                                     analysis.comparison, lambda preset: render_preview(preset, analysis.note),
+                                     analysis.comparison, correction_player(analysis.note),
                                      seconds=600.0, max_rounds=3)
     assert correction.rounds == 3
     assert correction.distance < 0.9 * best.distance  # one round alone measured 15 % closer
@@ -98,14 +107,34 @@ def test_rounds_bring_a_real_render_closer_and_never_further():
     assert refined.distance == score(analysis, render_preview(refined.candidate.preset, analysis.note))
 
 
-def test_a_refined_conversion_writes_the_corrected_tables(tmp_path):
+def test_every_conversion_writes_corrected_tables_and_refining_goes_on(tmp_path):
     source = tmp_path / "breath.wav"
     soundfile.write(source, vibrato_saw_with_breath(), SAMPLE_RATE)
+    analysis = analyse(read_audio(source))
+    measured = rank_candidates(build_candidates(analysis, None, "resynth"), analysis)[0]
     plain = convert(source, out_dir=tmp_path)
+    assert plain.method == "resynth" and plain.distance < 0.9 * measured.distance
     (tmp_path / "refined").mkdir()
     refined = convert(source, out_dir=tmp_path / "refined", refine_seconds=1.5)
-    assert refined.refined and refined.method == "resynth" and refined.distance < 0.9 * plain.distance
-    analysis = analyse(read_audio(source))
-    written = read_preset(refined.preset_path)
-    assert score(analysis, render_preview(written, analysis.note)) == pytest.approx(refined.distance, rel=1e-3)
-    assert written["settings"]["wavetables"][0] != read_preset(plain.preset_path)["settings"]["wavetables"][0]
+    assert refined.refined and refined.method == "resynth" and refined.distance < plain.distance
+    for result in (plain, refined):
+        written = read_preset(result.preset_path)
+        assert score(analysis, render_preview(written, analysis.note)) == pytest.approx(result.distance, rel=1e-3)
+    tables = [read_preset(result.preset_path)["settings"]["wavetables"][0] for result in (plain, refined)]
+    assert measured.candidate.preset["settings"]["wavetables"][0] != tables[0] != tables[1]
+
+
+def test_the_player_plays_each_version_as_a_fresh_engine_and_only_quieter_residuals():
+    analysis = analyse(InputAudio(vibrato_saw_with_breath(), SAMPLE_RATE))
+    resynthesis = analyse_for_resynthesis(vibrato_saw_with_breath(), SAMPLE_RATE, analysis.note)[0]
+    preset = resynthesis_preset(resynthesis)
+    play = correction_player(analysis.note)
+    ratio = ratio_of(np.full((10, 32), 0.3))
+    for quieter in (1.0, 0.6):  # a second round loads its tables into the first round's engine
+        preset = with_tables({**preset, "settings": {**preset["settings"], "osc_2_level": quieter}},
+                             corrected(resynthesis, (ratio,)))
+        played = play(preset)
+        residuals = [(version["settings"]["osc_2_on"], version["settings"]["osc_2_level"]) for version, _ in played]
+        assert residuals == [(1.0, quieter), *([(1.0, 0.6)] if quieter > 0.6 else []), (0.0, quieter)]
+        for version, audio in played:
+            np.testing.assert_array_equal(audio, render_preview(version, analysis.note))

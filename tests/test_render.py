@@ -300,3 +300,23 @@ def test_a_session_plays_later_notes_as_fresh_ones_except_through_free_running_e
 def test_a_session_refuses_what_vital_cannot_load() -> None:
     with pytest.raises(RenderError):
         RenderSession("{not a preset")
+
+
+@pytest.mark.parametrize("before", [None, "reverb", "delay"])
+def test_a_preset_loaded_into_a_session_plays_as_a_fresh_engine_unless_an_effect_was_on(space, before) -> None:
+    """``load`` saves a correction round the engine's construction. After a note that still rings (a 2 s
+    release) the loaded preset plays bit for bit as on a fresh engine; after an effect (its buffers, its
+    clock) the session says it would not."""
+    first = long_release_preset() if before is None else effects_preset(before)
+    vector = space.default_vector()
+    vector[space.index("osc_1_level")] = 0.5
+    vector[space.index("filter_1_on")] = 1.0
+    other = preset_from_vector(vector)
+    session = RenderSession(first, pitch=52, note_length=0.4, duration=0.6)
+    session.render()
+    session.load(other)
+    assert session.plays_as_fresh() == (before is None)
+    if before is None:
+        np.testing.assert_array_equal(session.render(), render(other, pitch=52, note_length=0.4, duration=0.6))
+        session.load(effects_preset("delay"))
+        assert not session.plays_as_fresh()  # and an effect in the preset loaded after another is not trusted

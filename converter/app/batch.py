@@ -211,8 +211,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="write outputs into DIR, mirroring the input tree (default: beside each input)")
     parser.add_argument("--force", action="store_true", help="convert inputs whose preset is already newer too")
     parser.add_argument("--refine", type=seconds, default=0.0, metavar="SECONDS",
-                        help="time per file to improve on the closest candidate: a resynthesis's tables corrected by "
-                             "what Vital plays of them, then its knobs searched (default: 0)")
+                        help="time per file to improve on the closest candidate: a resynthesis's tables corrected "
+                             "further by what Vital plays of them (every conversion corrects them once), then its "
+                             "knobs searched (default: 0)")
     parser.add_argument("--mode", choices=MODES, default=MODES[0],
                         help="resynth: the resynthesis of the input (default); best: the closest of it and the "
                              "model's patches; patch: only classic-synth patches on vinv's own wavetables")

@@ -15,7 +15,10 @@ the last one still rang (its release set to nothing, ``_silence``), so a session
 fresh engine loaded with those knobs plays, except where an effect carries something over: the chorus's,
 flanger's and reverb's modulation runs on the engine's clock (``plays_as_fresh``). The answer a search keeps
 is scored again with ``render``. The dataset plays a patch's notes one after another on one session
-(``play``).
+(``play``). A session may also ``load`` another preset, which saves the engine's construction (~50 ms): a
+resynthesis loaded after another plays bit for bit what a fresh engine plays, but an effect's buffers and
+clock carry over from one preset to the next, so once any played preset had an effect on, a loaded one
+no longer plays as fresh.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb tails are heard
 # Effects whose modulation runs on from one note to the next (measured; the phaser, delay and LFOs do not).
 FREE_RUNNING_EFFECTS = ("chorus_on", "flanger_on", "reverb_on")
+EFFECTS = ("chorus_on", "compressor_on", "delay_on", "distortion_on", "eq_on", "flanger_on", "phaser_on", "reverb_on")
 SETTLE_SECONDS = 0.3  # silence before every played note: Vital's parameter smoothing settles (0.05 s does not)
 WARM_UP_KEY_SECONDS = 0.01  # the unheard note before every played one is held this long
 
@@ -64,20 +68,31 @@ class RenderSession:
         self._synth = vita.Synth()
         if sample_rate != SAMPLE_RATE:  # costs ~60 ms and raises a worker's memory by ~100 MB: only when needed
             self._synth.set_sample_rate(int(sample_rate))
+        self._played = self._reloaded = self._played_effects = False
+        self.load(preset)
+
+    def load(self, preset: dict | str) -> None:
+        """``preset`` in this engine instead of the one it holds, every knob as ``preset`` has it."""
         if not self._synth.load_json(preset if isinstance(preset, str) else json.dumps(preset)):
             raise RenderError("Vital could not load the preset")
         self._controls = self._synth.get_controls()
         self._loaded: dict[str, float] = {}  # the loaded value of every knob a render has turned
-        self._played = False
+        self._reloaded = self._played
 
     def plays_as_fresh(self, knobs: dict[str, float] | None = None) -> bool:
         """Whether ``render(knobs)`` plays now exactly what a fresh engine loaded with those knobs plays:
-        the first note always does; later ones do unless an effect of ``FREE_RUNNING_EFFECTS`` is on."""
+        the first note always does; later ones do unless an effect of ``FREE_RUNNING_EFFECTS`` is on, or,
+        after a ``load``, unless any effect is on or was on in a note played before."""
         if not self._played:
             return True
         knobs = knobs or {}
-        return not any(knobs.get(name, self._loaded.get(name, self._controls[name].value()))
-                       for name in FREE_RUNNING_EFFECTS)
+
+        def on(switches: tuple[str, ...]) -> bool:
+            return any(knobs.get(name, self._loaded.get(name, self._controls[name].value())) for name in switches)
+
+        if self._reloaded and (self._played_effects or on(EFFECTS)):
+            return False
+        return not on(FREE_RUNNING_EFFECTS)
 
     def can_play_fresh_notes(self) -> bool:
         """Whether a later note starts as a fresh engine's does: not where glide is forced, so that every
@@ -111,6 +126,7 @@ class RenderSession:
         """Settling silence, then the note that counts."""
         self._silence(SETTLE_SECONDS)
         self._played = True
+        self._played_effects = self._played_effects or any(self._controls[name].value() for name in EFFECTS)
         audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
                                    self.duration)
         return np.ascontiguousarray(audio, dtype=np.float32)

@@ -7,17 +7,18 @@ four periods blurs an attack. The comparison (``converter.matching.scoring``) sa
 mel band of a render and at each resolution of the distance, how far it is from the input
 (``SpectralRatio``). ``corrected`` scales every harmonic and residual line of keyframe k by that ratio
 at the keyframe's time and the line's frequency, averaged over the resolutions; ``correct_resynthesis``
-plays the corrected tables on a fresh engine and keeps them when they land closer. A round that lands
-further is taken back, and the next goes half as far.
+plays the corrected tables (and versions of them the caller wants heard: the converter's quieter
+residuals) as a fresh engine does and keeps the closest when it lands closer. A round that lands further
+is taken back, and the next goes half as far.
 
-A round costs a load of the tables and a render, about 0.4-0.7 s; the two seconds of ``--refine 2`` hold
-two to four, and on the held-out sounds they took the default's answers 25-36 % closer per source (README).
+A round costs a load of the tables and a render or three, about 0.3-0.6 s. The default plays one round,
+the two seconds of ``--refine 2`` hold two to four (README).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +37,10 @@ STRENGTH = 1.4
 GIVE_UP = 0.3  # the strength under which the rounds stop: three rounds have landed further
 MAX_STEP = 1.5  # nepers (13 dB) the log ratio of one band may say in a round
 SMOOTHING_FRAMES = 3  # frames of each resolution averaged in time, so a noise's random dips are not chased
+
+Player = Callable[[dict], Sequence[tuple[dict, np.ndarray]]]
+"""Plays a preset with corrected tables: (preset, audio) of it and of any versions of it worth hearing, each
+audio what a fresh engine plays at the input's note, at 44.1 kHz."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,12 @@ def corrected(resynthesis: Resynthesis, ratios: tuple[SpectralRatio, ...], stren
 
 
 def correct_resynthesis(resynthesis: Resynthesis, preset: dict, preview: np.ndarray, distance: float,
-                        comparison: Comparison, play: Callable[[dict], np.ndarray], *, seconds: float,
+                        comparison: Comparison, play: Player, *, seconds: float,
                         max_rounds: int | None = None) -> Correction:
     """Rounds of ``corrected`` tables in ``preset`` (which plays ``resynthesis`` as ``preview``, at
-    ``distance``), each played by ``play`` (a fresh engine at the input's note, 44.1 kHz), for about
-    ``seconds`` or ``max_rounds``, until three rounds have landed further. Knobs and routes stay as
-    ``preset`` has them. A round Vital cannot play ends the rounds."""
+    ``distance``), each played by ``play``, for about ``seconds`` or ``max_rounds``, until three rounds
+    have landed further. Knobs and routes stay as ``preset`` has them, or as the closest version ``play``
+    made of it. A round Vital cannot play ends the rounds."""
     deadline = time.perf_counter() + seconds
     best = Correction(resynthesis, preset, preview, distance, 0)
     ratios = None  # of the best so far's preview, measured when a round needs them and kept while it stays best
@@ -82,14 +87,14 @@ def correct_resynthesis(resynthesis: Resynthesis, preset: dict, preview: np.ndar
         rounds += 1
         ratios = ratios or comparison.spectral_ratios(best.preview, SAMPLE_RATE)
         candidate = corrected(best.resynthesis, ratios, strength)
-        candidate_preset = with_tables(best.preset, candidate)
         try:
-            audio = play(candidate_preset)
+            played = play(with_tables(best.preset, candidate))
         except RenderError:
             break
-        candidate_distance = comparison.distance(audio, SAMPLE_RATE)
-        if candidate_distance < best.distance:
-            best, ratios = Correction(candidate, candidate_preset, audio, candidate_distance, 0), None
+        distance, version, audio = min(((comparison.distance(audio, SAMPLE_RATE), version, audio)
+                                        for version, audio in played), key=lambda entry: entry[0])
+        if distance < best.distance:
+            best, ratios = Correction(candidate, version, audio, distance, 0), None
         else:
             strength /= 2.0
         spent += time.perf_counter() - began

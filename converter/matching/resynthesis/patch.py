@@ -33,7 +33,7 @@ MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
 SWEEP_LFO, PITCH_LFO = 1, 2
 TABLE_NAMES = {1: "vinv harmonics", 2: "vinv residual"}  # the oscillator each table plays on
 SWEEP_AHEAD = 0.5  # wave frames the sweep runs ahead of its keyframes' times (see ``resynthesis_preset``)
-QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried beside the measured one (quadratic: 0.6 is -9 dB; 0 is off)
+QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried under the one it has (quadratic: 0.6 is -9 dB; 0 is off)
 
 
 def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
@@ -93,7 +93,8 @@ def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
 
 
 def residual_variants(preset: dict) -> tuple[dict[str, float], ...]:
-    """Quieter residuals to try on a resynthesis (knob settings, see ``RenderSession``).
+    """Quieter residuals than ``preset`` has, to try on a resynthesis (knob settings, see ``RenderSession``);
+    the converter plays them on its corrected tables (``converter.convert.correction_player``).
 
     The measured residual is an upper bound: what the harmonics leak into their gaps (a detuned
     unison, a fast vibrato, a window's sidelobes) is counted as noise too. Choosing among the measured
@@ -104,7 +105,8 @@ def residual_variants(preset: dict) -> tuple[dict[str, float], ...]:
     settings = preset["settings"]
     if not (settings.get("osc_1_on") and settings.get("osc_2_on")):
         return ()
-    return tuple({"osc_2_level": level} if level else {"osc_2_on": 0.0} for level in QUIETER_RESIDUALS)
+    return tuple({"osc_2_level": level} if level else {"osc_2_on": 0.0} for level in QUIETER_RESIDUALS
+                 if level < settings["osc_2_level"])
 
 
 def _open_amp_envelope(settings: dict, resynthesis: Resynthesis) -> None:
