@@ -18,7 +18,8 @@ Each figure is the median over a source of the MR-STFT distance from the input t
 ``convert()`` wrote (``ConversionResult.distance``), divided by the distance of Vital's init patch
 played at the same note for the same time: 1.0 is no better than init, lower is better.
 ``--refine-renders N`` runs best with a refinement of exactly N renders instead of a time budget (a
-resynthesis's correction rounds count among them, the knob search has the rest): its figures do not
+resynthesis's correction rounds count among them, one each though a round also plays its quieter
+residuals, the knob search has the rest): its figures do not
 depend on how busy the machine is, so refinement changes compare like with like.
 ``--modes patch-without-model`` is patch mode without the model's candidates (the ablation).
 ``--random N`` adds the search baseline: the closest of N random sampler patches, each rendered once

@@ -370,9 +370,9 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
 
 def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, max_renders: int | None = None,
                 space: ParameterSpace | None = None) -> tuple[ScoredCandidate, bool]:
-    """Spend ``seconds`` (or ``max_renders``, whichever ends first) on a closer version of the closest
-    candidate; a resynthesis first has its tables corrected by what Vital plays of them
-    (``converter.matching.resynthesis.correction``), then whatever time is left searches its knobs
+    """Spend ``seconds`` (or ``max_renders``, whichever ends first; a correction round counts as one) on a
+    closer version of the closest candidate; a resynthesis first has its tables corrected by what Vital
+    plays of them (``correct_best``), then whatever time is left searches its knobs
     (``converter.matching.refine``). Every answer is rendered fresh and scored like every candidate, and
     kept only if closer."""
     started = time.perf_counter()
@@ -381,7 +381,7 @@ def refine_best(best: ScoredCandidate, analysis: Analysis, *, seconds: float, ma
         corrected, rounds = correct_best(best, analysis, seconds=seconds, max_rounds=max_renders)
         best, refined = corrected, corrected is not best
         max_renders = None if max_renders is None else max_renders - rounds
-        start_cost = (time.perf_counter() - started) / max(rounds, 1)  # a round is a load and a render, as the start
+        start_cost = (time.perf_counter() - started) / max(rounds, 1)  # a round is a load and renders, as the start
     left = started + seconds - time.perf_counter()
     if left <= start_cost or max_renders == 0:  # the knob search could not get past its start
         return best, refined
