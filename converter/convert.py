@@ -84,6 +84,7 @@ MODES = ("resynth", "best", "patch")  # the first is the default; the others ask
 RENDER_THREADS = 2
 # Rounds of table correction (``correct_best``) every conversion plays on a resynthesis: one took the default
 # 23-29 % closer per held-out source for about a quarter more time a file (README); ``--refine`` plays more.
+# With none, the quieter residuals are ranked on the measured tables instead, the default until 2026-12-07.
 CORRECTION_ROUNDS = 1
 METHOD_NAMES = {
     "resynth": "resynthesis: wavetables made from the sound itself",
@@ -591,7 +592,7 @@ def convert(
     searching_patches = refine_seconds > 0 and mode == "patch"
     candidates = build_candidates(analysis, model, mode, name=path.stem, runner_ups=searching_patches,
                                   samples=max(variations, CANDIDATES if searching_patches else 0),
-                                  quieter_residuals=variations > 0, space=space)
+                                  quieter_residuals=variations > 0 or not CORRECTION_ROUNDS, space=space)
     lap("candidates")
     try:
         ranked = rank_candidates(candidates, analysis)
