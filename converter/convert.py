@@ -288,8 +288,9 @@ def build_candidates(
     runner_ups: bool = False, quieter_residuals: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
     """The patches ``mode`` allows, best guess first: the resynthesis (in ``best`` with the hybrid as its
-    variant; with ``quieter_residuals`` also those, which otherwise ``correct_best`` plays on the corrected
-    tables, as runners-up to write), the model's patch (in ``patch`` mode also with the input's
+    variant; with ``quieter_residuals`` also its quieter residuals on the measured tables: runners-up to
+    write, or the choice where no correction round follows, which otherwise plays them on its corrected
+    tables), the model's patch (in ``patch`` mode also with the input's
     amp envelope), then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer
     with its second-choice wavetable or filter model; in ``patch`` mode last the bank's tables nearest
     to the sound, with its amp envelope (``converter.matching.bank_match``), each with the model's filters
