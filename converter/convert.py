@@ -428,9 +428,9 @@ def correction_player(note: Note) -> Player:
 
     def play(preset: dict) -> list[tuple[dict, np.ndarray]]:
         nonlocal session
-        if session is not None:
+        if session is not None and session.loads_as_fresh(preset):
             session.load(preset)
-        if session is None or not session.plays_as_fresh():
+        else:
             session = preview_session(preset, note)
         played = [(preset, session.render())]
         for knobs in residual_variants(preset):

@@ -314,9 +314,11 @@ def test_a_preset_loaded_into_a_session_plays_as_a_fresh_engine_unless_an_effect
     other = preset_from_vector(vector)
     session = RenderSession(first, pitch=52, note_length=0.4, duration=0.6)
     session.render()
+    assert session.loads_as_fresh(other) == (before is None)
     session.load(other)
     assert session.plays_as_fresh() == (before is None)
     if before is None:
         np.testing.assert_array_equal(session.render(), render(other, pitch=52, note_length=0.4, duration=0.6))
+        assert not session.loads_as_fresh(effects_preset("delay"))
         session.load(effects_preset("delay"))
         assert not session.plays_as_fresh()  # and an effect in the preset loaded after another is not trusted

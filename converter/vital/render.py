@@ -27,11 +27,13 @@ import json
 
 import numpy as np
 
+from converter.vital.parameters import EFFECT_KNOBS
+
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.0  # rendered after the note is released, so release and reverb tails are heard
 # Effects whose modulation runs on from one note to the next (measured; the phaser, delay and LFOs do not).
 FREE_RUNNING_EFFECTS = ("chorus_on", "flanger_on", "reverb_on")
-EFFECTS = ("chorus_on", "compressor_on", "delay_on", "distortion_on", "eq_on", "flanger_on", "phaser_on", "reverb_on")
+EFFECTS = tuple(f"{effect}_on" for effect in EFFECT_KNOBS)
 SETTLE_SECONDS = 0.3  # silence before every played note: Vital's parameter smoothing settles (0.05 s does not)
 WARM_UP_KEY_SECONDS = 0.01  # the unheard note before every played one is held this long
 
@@ -70,6 +72,11 @@ class RenderSession:
             self._synth.set_sample_rate(int(sample_rate))
         self._played = self._reloaded = self._played_effects = False
         self.load(preset)
+
+    def loads_as_fresh(self, preset: dict) -> bool:
+        """Whether ``preset``, once ``load``-ed, plays what a fresh engine loaded with it plays: not after a note
+        with an effect on, nor with an effect of its own on (an effect's buffers and clock carry over)."""
+        return not self._played or not (self._played_effects or any(preset["settings"].get(name) for name in EFFECTS))
 
     def load(self, preset: dict | str) -> None:
         """``preset`` in this engine instead of the one it holds, every knob as ``preset`` has it."""
