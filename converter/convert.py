@@ -32,6 +32,7 @@ import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -69,7 +70,7 @@ from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
 from converter.vital.parameters import ParameterSpace, control, parameter_space
 from converter.vital.preset import preset_from_vector, write_preset
-from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession
+from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, lent_session
 
 ANALYSIS_SECONDS = 6.0  # of the input after the onset: the longest note (4.5 s) plus its tail
 CANDIDATES = 8  # sampled alternatives asked of a model with a flow head when refining in patch mode
@@ -345,13 +346,13 @@ def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[Sco
     """
     def attempt(candidate: Candidate) -> list[ScoredCandidate] | RenderError:
         try:
-            session = preview_session(candidate.preset, analysis.note)
-            scored = []
-            for variant in (Variant(candidate.method, {}), *candidate.variants):
-                fresh = session.plays_as_fresh(variant.knobs)
-                preview = session.render(variant.knobs)
-                distance = score(analysis, preview)
-                scored.append(ScoredCandidate(candidate.with_variant(variant), preview, distance, fresh))
+            with preview_session(candidate.preset, analysis.note) as session:
+                scored = []
+                for variant in (Variant(candidate.method, {}), *candidate.variants):
+                    fresh = session.plays_as_fresh(variant.knobs)
+                    preview = session.render(variant.knobs)
+                    distance = score(analysis, preview)
+                    scored.append(ScoredCandidate(candidate.with_variant(variant), preview, distance, fresh))
         except RenderError as error:
             return error
         return scored
@@ -422,34 +423,30 @@ def correction_player(note: Note) -> Player:
     """Plays a corrected resynthesis as previews are played, and its quieter residuals
     (``residual_variants``): the balance of harmonics and residual is chosen on the corrected tables.
     Choosing it there, instead of on the measured ones before a round, came as close on held-out notes and
-    presets at two renders fewer (README). The rounds share one engine while it plays as a fresh one
-    (``RenderSession.load``)."""
-    session: RenderSession | None = None
-
+    presets at two renders fewer (README). The ranking's engine plays the rounds while it plays as a fresh
+    one (``lent_session``)."""
     def play(preset: dict) -> list[tuple[dict, np.ndarray]]:
-        nonlocal session
-        if session is not None and session.loads_as_fresh(preset):
-            session.load(preset)
-        else:
-            session = preview_session(preset, note)
-        played = [(preset, session.render())]
-        for knobs in residual_variants(preset):
-            if session.plays_as_fresh(knobs):
-                played.append((with_knobs(preset, knobs), session.render(knobs)))
+        with preview_session(preset, note) as session:
+            played = [(preset, session.render())]
+            for knobs in residual_variants(preset):
+                if session.plays_as_fresh(knobs):
+                    played.append((with_knobs(preset, knobs), session.render(knobs)))
         return played
 
     return play
 
 
-def preview_session(preset: dict, note: Note) -> RenderSession:
-    """``preset`` loaded to play the detected note for its length, plus the tail, as previews are played."""
-    return RenderSession(preset, pitch=note.pitch, velocity=VELOCITY, note_length=note.length,
-                         duration=note.length + TAIL_SECONDS)
+def preview_session(preset: dict, note: Note) -> AbstractContextManager[RenderSession]:
+    """``preset`` loaded to play the detected note for its length, plus the tail, as previews are played,
+    on an engine that plays as a fresh one (``lent_session``)."""
+    return lent_session(preset, pitch=note.pitch, velocity=VELOCITY, note_length=note.length,
+                        duration=note.length + TAIL_SECONDS)
 
 
 def render_preview(preset: dict, note: Note) -> np.ndarray:
     """Vital's stereo render of ``preset`` playing the detected note for its length, plus the tail."""
-    return preview_session(preset, note).render()
+    with preview_session(preset, note) as session:
+        return session.render()
 
 
 def score(analysis: Analysis, preview: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -9,8 +10,18 @@ import pytest
 import vita
 
 from converter.vital.parameters import MODULATION_SOURCES, parameter_space
+from converter.convert import with_knobs
 from converter.vital.preset import preset_from_vector
-from converter.vital.render import SAMPLE_RATE, SETTLE_SECONDS, TAIL_SECONDS, RenderError, RenderSession, render
+from converter.vital.render import (
+    LENDABLE_NOTES,
+    SAMPLE_RATE,
+    SETTLE_SECONDS,
+    TAIL_SECONDS,
+    RenderError,
+    RenderSession,
+    lent_session,
+    render,
+)
 
 TIME_EFFECTS = ("chorus", "delay", "flanger", "reverb")
 
@@ -322,3 +333,55 @@ def test_a_preset_loaded_into_a_session_plays_as_a_fresh_engine_unless_an_effect
         assert not session.loads_as_fresh(effects_preset("delay"))
         session.load(effects_preset("delay"))
         assert not session.plays_as_fresh()  # and an effect in the preset loaded after another is not trusted
+
+
+def test_lent_engines_play_one_conversion_after_another_as_fresh_engines(space) -> None:
+    """A conversion's ranking, then its correction round with quieter and silenced second oscillators, then the
+    next file at another note: every note a lent engine plays is a fresh engine's, bit for bit, and an engine
+    is lent again until it has played ``LENDABLE_NOTES`` notes."""
+    presets = []
+    for level, release, osc_2 in ((1.0, 2.0, 1.0), (0.5, 0.3, 0.7), (0.8, 1.0, 0.0)):
+        preset = long_release_preset(osc_1_level=level, osc_2_on=1.0, osc_2_level=osc_2)
+        preset["settings"]["env_1_release"] = space["env_1_release"].raw_from_unit(release)
+        presets.append(preset)
+    _no_idle_engine(presets[0])
+    engines = []
+    for conversion in range(6):
+        preset, pitch, length = presets[conversion % 3], 40 + 7 * conversion, 0.2 + 0.1 * conversion
+        for knobs in ({}, {"osc_2_level": 0.6}, {"osc_2_on": 0.0}):
+            with lent_session(preset, pitch=pitch, note_length=length, duration=length + 0.3) as session:
+                engines.append(session)
+                played = session.render(knobs)
+            fresh = RenderSession(with_knobs(preset, knobs), pitch=pitch, note_length=length, duration=length + 0.3)
+            np.testing.assert_array_equal(played, fresh.render())
+    lent = [later is earlier for earlier, later in zip(engines, engines[1:])]
+    assert lent == [(k + 1) % LENDABLE_NOTES != 0 for k in range(len(lent))]
+
+
+@pytest.mark.parametrize("reason", ["effect", "error"])
+def test_an_engine_that_played_an_effect_or_failed_is_not_lent_again(space, reason: str) -> None:
+    """An effect's buffers and clock would carry into the next preset, and an engine that raised is in no known
+    state: the next session gets a new engine."""
+    preset = preset_from_vector(space.default_vector())
+    _no_idle_engine(preset)
+    with lent_session(preset, note_length=0.2, duration=0.4) as session:
+        session.render()
+    with pytest.raises(RenderError) if reason == "error" else _nothing():
+        with lent_session(preset, note_length=0.2, duration=0.4) as again:
+            assert again is session
+            again.render({"delay_on": 1.0} if reason == "effect" else {})
+            if reason == "error":
+                raise RenderError("Vital could not play the preset")
+    with lent_session(preset, note_length=0.2, duration=0.4) as later:
+        assert later is not session
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _no_idle_engine(preset: dict) -> None:
+    """Whatever engine an earlier test left idle plays an effect, so the next session gets a new one."""
+    with lent_session(preset, note_length=0.1, duration=0.2) as session:
+        session.render({"delay_on": 1.0})
