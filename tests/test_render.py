@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 import vita
 
-from converter.vital.parameters import MODULATION_SOURCES, parameter_space
 from converter.convert import with_knobs
+from converter.vital.parameters import MODULATION_SOURCES, parameter_space
 from converter.vital.preset import preset_from_vector
 from converter.vital.render import (
     LENDABLE_NOTES,
@@ -366,7 +366,7 @@ def test_an_engine_that_played_an_effect_or_failed_is_not_lent_again(space, reas
     _no_idle_engine(preset)
     with lent_session(preset, note_length=0.2, duration=0.4) as session:
         session.render()
-    with pytest.raises(RenderError) if reason == "error" else _nothing():
+    with pytest.raises(RenderError) if reason == "error" else nullcontext():
         with lent_session(preset, note_length=0.2, duration=0.4) as again:
             assert again is session
             again.render({"delay_on": 1.0} if reason == "effect" else {})
@@ -374,11 +374,6 @@ def test_an_engine_that_played_an_effect_or_failed_is_not_lent_again(space, reas
                 raise RenderError("Vital could not play the preset")
     with lent_session(preset, note_length=0.2, duration=0.4) as later:
         assert later is not session
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _no_idle_engine(preset: dict) -> None:

@@ -89,16 +89,15 @@ def lent_session(preset: dict | str, *, pitch: int = 60, velocity: float = 0.8, 
     the next session afterwards (up to ``IDLE_ENGINES``) unless it played an effect, ``LENDABLE_NOTES`` notes
     or raised."""
     with _idle_lock:
-        idle = next((session for session in _idle_engines
-                     if not isinstance(preset, str) and session.loads_as_fresh(preset)), None)
-        if idle is not None:
-            _idle_engines.remove(idle)
-    if idle is None:
-        session = RenderSession(preset, pitch=pitch, velocity=velocity, note_length=note_length, duration=duration)
-    else:
-        session = idle
+        fits = [] if isinstance(preset, str) else [engine for engine in _idle_engines if engine.loads_as_fresh(preset)]
+        if fits:
+            _idle_engines.remove(fits[0])
+    if fits:
+        session = fits[0]
         session.set_note(pitch, velocity, note_length, duration)
         session.load(preset)
+    else:
+        session = RenderSession(preset, pitch=pitch, velocity=velocity, note_length=note_length, duration=duration)
     yield session
     with _idle_lock:
         lendable = not session.played_effects and session.notes_played < LENDABLE_NOTES
@@ -117,14 +116,15 @@ class RenderSession:
         self._synth = vita.Synth()
         if sample_rate != SAMPLE_RATE:  # costs ~60 ms and raises a worker's memory by ~100 MB: only when needed
             self._synth.set_sample_rate(int(sample_rate))
-        self._played = self._reloaded = self._played_effects = False
-        self.notes_played = 0
+        self._reloaded = self._played_effects = False
+        self.notes_played = 0  # notes that counted, each after its unheard settling note
         self.load(preset)
 
     def loads_as_fresh(self, preset: dict) -> bool:
         """Whether ``preset``, once ``load``-ed, plays what a fresh engine loaded with it plays: not after a note
         with an effect on, nor with an effect of its own on (an effect's buffers and clock carry over)."""
-        return not self._played or not (self._played_effects or any(preset["settings"].get(name) for name in EFFECTS))
+        effects = self._played_effects or any(preset["settings"].get(name) for name in EFFECTS)
+        return not self.notes_played or not effects
 
     def load(self, preset: dict | str) -> None:
         """``preset`` in this engine instead of the one it holds, every knob as ``preset`` has it."""
@@ -132,13 +132,13 @@ class RenderSession:
             raise RenderError("Vital could not load the preset")
         self._controls = self._synth.get_controls()
         self._loaded: dict[str, float] = {}  # the loaded value of every knob a render has turned
-        self._reloaded = self._played
+        self._reloaded = self.notes_played > 0
 
     def plays_as_fresh(self, knobs: dict[str, float] | None = None) -> bool:
         """Whether ``render(knobs)`` plays now exactly what a fresh engine loaded with those knobs plays:
         the first note always does; later ones do unless an effect of ``FREE_RUNNING_EFFECTS`` is on, or,
         after a ``load``, unless any effect is on or was on in a note played before."""
-        if not self._played:
+        if not self.notes_played:
             return True
         knobs = knobs or {}
 
@@ -186,7 +186,6 @@ class RenderSession:
     def _play(self) -> np.ndarray:
         """Settling silence, then the note that counts."""
         self._silence(SETTLE_SECONDS)
-        self._played = True
         self.notes_played += 1
         self._played_effects = self._played_effects or any(self._controls[name].value() for name in EFFECTS)
         audio = self._synth.render(self.pitch, float(np.clip(self.velocity, 0.0, 1.0)), float(self.note_length),
