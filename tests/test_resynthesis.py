@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
 from converter.convert import Variant, analyse, build_candidates, convert, rank_candidates, render_preview
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES
+from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES_PER_SECOND
 from converter.matching.scoring import Comparison
 from converter.vital.render import SAMPLE_RATE, render
 
@@ -48,16 +49,25 @@ def levels_db(audio: np.ndarray, times: np.ndarray, window: float = 0.02) -> np.
 
 def test_a_sine_gives_a_one_harmonic_table():
     resynthesis = measured(tone(220.0), 57, 0.8)
-    assert resynthesis.harmonic_frames.shape == (KEYFRAMES, FRAME_SIZE)
-    steady = resynthesis.harmonic_frames[KEYFRAMES // 2]
+    middle = resynthesis.times.size // 2
+    steady = resynthesis.harmonic_frames[middle]
     assert np.all(harmonic_levels(steady, 40)[1:] < -40)  # the window's own leakage stays under -40 dB
-    residual = np.sqrt(np.mean(resynthesis.residual_frames[KEYFRAMES // 2] ** 2))
+    residual = np.sqrt(np.mean(resynthesis.residual_frames[middle] ** 2))
     assert residual < 0.01 * np.sqrt(np.mean(steady**2))  # no noise under a steady sine
+
+
+def test_keyframes_follow_the_sounds_length_up_to_vitals_256_on_consecutive_frames():
+    short, long = measured(tone(220.0, 0.5), 57, 0.4), measured(tone(220.0, 2.0), 57, 1.8)
+    assert short.harmonic_frames.shape == (math.ceil(KEYFRAMES_PER_SECOND * short.duration), FRAME_SIZE)
+    assert short.residual_frames.shape == short.harmonic_frames.shape
+    assert long.times.size == 256
+    component = resynthesis_preset(short)["settings"]["wavetables"][0]["groups"][0]["components"][0]
+    assert [keyframe["position"] for keyframe in component["keyframes"]] == list(range(short.times.size))
 
 
 def test_a_saw_falls_as_one_over_n_in_the_table_and_in_vitals_render():
     resynthesis = measured(tone(110.0, harmonics=60), 45, 0.8)
-    levels = harmonic_levels(resynthesis.harmonic_frames[KEYFRAMES // 2], 20)
+    levels = harmonic_levels(resynthesis.harmonic_frames[resynthesis.times.size // 2], 20)
     np.testing.assert_allclose(levels, -20 * np.log10(np.arange(1, 21)), atol=1.0)
 
     rendered = render(resynthesis_preset(resynthesis), 45, 0.8, 0.8, 1.0).mean(axis=0)

@@ -19,7 +19,7 @@ from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
 from converter.vital.lfo_shapes import LFOShape
 from converter.vital.parameters import control
 from converter.vital.preset import add_route, init_preset
-from converter.vital.wavetables import Wavetable
+from converter.vital.wavetables import WAVE_FRAME_AXIS, Wavetable
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
@@ -50,6 +50,7 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
     preset.update(preset_name=name)
     settings = preset["settings"]
     tables = resynthesis_tables(resynthesis)
+    keyframes = resynthesis.times.size
     for osc in TABLE_NAMES:
         settings[f"osc_{osc}_on"] = 1.0 if osc in tables else 0.0
         settings[f"osc_{osc}_level"] = 1.0
@@ -57,11 +58,10 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         settings[f"osc_{osc}_wave_frame"] = SWEEP_AHEAD
         if osc in tables:
             settings["wavetables"][osc - 1] = tables[osc]
-            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", 1.0)
+            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", (keyframes - 1) / WAVE_FRAME_AXIS)
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     settings["osc_3_on"] = 0.0
     _open_amp_envelope(settings, resynthesis)
-    keyframes = resynthesis.times.size
     knots = sweep_knots(keyframes)
     _one_shot_lfo(settings, SWEEP_LFO, resynthesis, LFOShape(
         "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (keyframes - 1)))))
@@ -78,7 +78,7 @@ def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
     if peak <= 0.0:
         raise ValueError("nothing to resynthesise: the sound is silent")
     floor = max(levels.values()) * 10 ** (AUDIBLE_SHARE_DB / 20)
-    return {osc: Wavetable(name, frames[osc] / peak, keep_level=True).to_vital()
+    return {osc: Wavetable(name, frames[osc] / peak, keep_level=True, swept=True).to_vital()
             for osc, name in TABLE_NAMES.items() if levels[osc] > floor}
 
 
