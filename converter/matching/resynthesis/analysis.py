@@ -1,9 +1,10 @@
 """Measuring a sound for resynthesis: its pitch over time, its harmonics and what they leave over.
 
-The sound is read at up to ``KEYFRAMES`` instants (``keyframe_count``) from its onset to where it has faded ``END_DB`` under
-its peak. The instants are dense where the spectrum changes fast (attacks, pitch drops) and sparse
-where it holds still: a time warp built from the rate of spectral change places them, and the same
-warp later drives the sweep through the wavetable, so frame k plays at the time it was measured.
+The sound is read at up to ``KEYFRAMES`` instants (``keyframe_count``) from its onset to where it
+has faded ``END_DB`` under its peak. The instants are dense where the spectrum changes fast
+(attacks, pitch drops) and sparse where it holds still: a time warp built from the rate of spectral
+change places them, and the same warp later drives the sweep through the wavetable, so frame k plays
+at the time it was measured.
 
 At each instant two spectra are taken:
 
@@ -28,7 +29,7 @@ from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, hz_to_mid
 
 KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 KEYFRAMES_PER_SECOND = 200  # of sound, at most (``keyframe_count``)
-MIN_KEYFRAMES = 8
+MIN_KEYFRAMES = 8  # even a click gets a few, for its attack and its end
 FRAME_SIZE = 2048
 MAX_HARMONIC = 1000  # below a frame's Nyquist bin (1024): frames carry no aliasing
 END_DB = -80.0  # the sound has ended where its envelope last sits this far under its peak (``sound_duration``)
