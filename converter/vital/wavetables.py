@@ -21,7 +21,7 @@ BANK_VERSION = "1"  # bump whenever a table of the default bank changes: models 
 _MAX_KEYFRAMES = 256  # Vital's limit; the bank's own tables use at most 16
 _MAX_HARMONIC = 1000  # below the frame's Nyquist bin (1024), so frames carry no aliasing
 _OVERSAMPLE = 16  # time-domain shapes are sampled this finely before band-limiting
-WAVE_FRAME_AXIS = 256  # Vital's wave-frame axis runs 0..256
+_VITAL_LAST_POSITION = 256  # Vital's wave-frame axis runs 0..256
 
 _TIMBRE_HARMONICS = 64
 _TIMBRE_POSITIONS = 4
@@ -135,7 +135,13 @@ class WavetableBank:
 def keyframe_position(index: int, count: int) -> int:
     """Where keyframe ``index`` of a ``count``-keyframe table sits on Vital's wave-frame axis (0..256):
     evenly spread, the first at 0 and the last at the end."""
-    return 0 if count == 1 else round(index * WAVE_FRAME_AXIS / (count - 1))
+    return 0 if count == 1 else round(index * _VITAL_LAST_POSITION / (count - 1))
+
+
+def sweep_depth(count: int) -> float:
+    """The modulation amount (of the whole wave-frame axis) that moves a ``swept`` table of ``count``
+    keyframes from its first keyframe to its last: a modulator at value k / (count - 1) plays keyframe k."""
+    return (count - 1) / _VITAL_LAST_POSITION
 
 
 def harmonic_levels(frames: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
 from converter.vital.lfo_shapes import LFOShape
 from converter.vital.parameters import control
 from converter.vital.preset import add_route, init_preset
-from converter.vital.wavetables import WAVE_FRAME_AXIS, Wavetable
+from converter.vital.wavetables import Wavetable, sweep_depth
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
@@ -58,7 +58,7 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         settings[f"osc_{osc}_wave_frame"] = SWEEP_AHEAD
         if osc in tables:
             settings["wavetables"][osc - 1] = tables[osc]
-            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", (keyframes - 1) / WAVE_FRAME_AXIS)
+            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", sweep_depth(keyframes))
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     settings["osc_3_on"] = 0.0
     _open_amp_envelope(settings, resynthesis)
