@@ -14,9 +14,10 @@ from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
 from converter.convert import Variant, analyse, build_candidates, convert, rank_candidates, render_preview
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.matching.resynthesis.analysis import FRAME_SIZE, KEYFRAMES_PER_SECOND
+from converter.matching.resynthesis.analysis import KEYFRAMES_PER_SECOND
 from converter.matching.scoring import Comparison
 from converter.vital.render import SAMPLE_RATE, render
+from converter.vital.wavetables import FRAME_SIZE
 
 SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
 

@@ -18,8 +18,8 @@ import numpy as np
 FRAME_SIZE = 2048  # samples in one Vital wavetable frame (one cycle)
 BANK_VERSION = "1"  # bump whenever a table of the default bank changes: models learn table ids
 
-_MAX_KEYFRAMES = 256  # Vital's limit; the bank's own tables use at most 16
-_MAX_HARMONIC = 1000  # below the frame's Nyquist bin (1024), so frames carry no aliasing
+MAX_KEYFRAMES = 256  # Vital's limit; the bank's own tables use at most 16
+MAX_HARMONIC = 1000  # below the frame's Nyquist bin (1024), so frames carry no aliasing
 _OVERSAMPLE = 16  # time-domain shapes are sampled this finely before band-limiting
 _VITAL_LAST_POSITION = 256  # Vital's wave-frame axis runs 0..256
 
@@ -50,8 +50,8 @@ class Wavetable:
 
     def __post_init__(self) -> None:
         frames = np.array(self.frames, dtype=np.float32)
-        if frames.ndim != 2 or frames.shape[1] != FRAME_SIZE or not 1 <= len(frames) <= _MAX_KEYFRAMES:
-            raise ValueError(f"frames must be (1..{_MAX_KEYFRAMES}, {FRAME_SIZE}), got {frames.shape}")
+        if frames.ndim != 2 or frames.shape[1] != FRAME_SIZE or not 1 <= len(frames) <= MAX_KEYFRAMES:
+            raise ValueError(f"frames must be (1..{MAX_KEYFRAMES}, {FRAME_SIZE}), got {frames.shape}")
         frames.setflags(write=False)
         object.__setattr__(self, "frames", frames)
 
@@ -67,7 +67,7 @@ class Wavetable:
         ]
         # With a keyframe on (nearly) every frame position there is nothing to morph: Vital loads such a
         # table 40 % faster unmorphed (style 0), and the bank's few-keyframe tables morph (style 1).
-        morph = 0 if self.swept or count == _MAX_KEYFRAMES else 1
+        morph = 0 if self.swept or count == MAX_KEYFRAMES else 1
         component = {"interpolation": 1, "interpolation_style": morph, "keyframes": keyframes, "type": "Wave Source"}
         return {
             "author": "vinv",
@@ -235,7 +235,7 @@ def _normalised(frame: np.ndarray) -> np.ndarray:
 
 def _from_harmonics(amplitudes: Sequence[float] | np.ndarray) -> np.ndarray:
     """A frame summing sines: ``amplitudes[k]`` (sign included) scales harmonic k + 1."""
-    amplitudes = np.asarray(amplitudes, dtype=np.float64)[:_MAX_HARMONIC]
+    amplitudes = np.asarray(amplitudes, dtype=np.float64)[:MAX_HARMONIC]
     spectrum = np.zeros(FRAME_SIZE // 2 + 1, dtype=np.complex128)
     spectrum[1 : len(amplitudes) + 1] = -0.5j * FRAME_SIZE * amplitudes
     return _normalised(np.fft.irfft(spectrum, FRAME_SIZE))
@@ -244,7 +244,7 @@ def _from_harmonics(amplitudes: Sequence[float] | np.ndarray) -> np.ndarray:
 def _from_spectrum(spectrum: np.ndarray) -> np.ndarray:
     """A frame from complex harmonic amplitudes, ``spectrum[k]`` for harmonic k + 1."""
     full = np.zeros(FRAME_SIZE // 2 + 1, dtype=np.complex128)
-    full[1 : _MAX_HARMONIC + 1] = spectrum[:_MAX_HARMONIC]
+    full[1 : MAX_HARMONIC + 1] = spectrum[:MAX_HARMONIC]
     return _normalised(np.fft.irfft(full, FRAME_SIZE))
 
 
@@ -254,12 +254,12 @@ def _from_shape(shape: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     The formula is sampled ``_OVERSAMPLE`` times finer than a frame and only its first harmonics
     kept, so hard edges (sync, pulses, quantising) come out without audible aliasing.
     """
-    spectrum = np.fft.rfft(shape(_FINE_PHASE))[1 : _MAX_HARMONIC + 1]
+    spectrum = np.fft.rfft(shape(_FINE_PHASE))[1 : MAX_HARMONIC + 1]
     return _from_spectrum(spectrum)
 
 
 def _harmonic_numbers() -> np.ndarray:
-    return np.arange(1, _MAX_HARMONIC + 1, dtype=np.float64)
+    return np.arange(1, MAX_HARMONIC + 1, dtype=np.float64)
 
 
 def _saw_amplitudes() -> np.ndarray:
@@ -329,7 +329,7 @@ def _decaying_partials(harmonics: Sequence[int], amplitudes: Sequence[float], co
     decay = 3.0 * harmonics / harmonics.max()
     frames = []
     for time in np.linspace(0.0, 1.0, count):
-        spectrum = np.zeros(_MAX_HARMONIC)
+        spectrum = np.zeros(MAX_HARMONIC)
         np.add.at(spectrum, harmonics - 1, amplitudes * np.exp(-decay * time))
         frames.append(_from_harmonics(spectrum))
     return frames
@@ -360,7 +360,7 @@ def _noise(exponent: float, seed: int, count: int = 8) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     envelope = _harmonic_numbers() ** (-exponent / 2.0)
     return [
-        _from_spectrum(envelope * (rng.standard_normal(_MAX_HARMONIC) + 1j * rng.standard_normal(_MAX_HARMONIC)))
+        _from_spectrum(envelope * (rng.standard_normal(MAX_HARMONIC) + 1j * rng.standard_normal(MAX_HARMONIC)))
         for _ in range(count)
     ]
 
@@ -389,16 +389,16 @@ def _fm(modulator_ratio: float, index: float) -> np.ndarray:
 
 def _stacked_saws(harmonics: Sequence[int], gains: Sequence[float]) -> np.ndarray:
     """Saws at integer multiples of the fundamental, summed: stacked octaves, fifths or chords."""
-    spectrum = np.zeros(_MAX_HARMONIC)
+    spectrum = np.zeros(MAX_HARMONIC)
     for harmonic, gain in zip(harmonics, gains):
-        n = np.arange(harmonic, _MAX_HARMONIC + 1, harmonic)
+        n = np.arange(harmonic, MAX_HARMONIC + 1, harmonic)
         spectrum[n - 1] += gain * harmonic / n
     return _from_harmonics(-spectrum)
 
 
 def _organ(registration: str) -> np.ndarray:
     """A tonewheel organ: nine drawbars (0-8, 3 dB a step) of sines at the drawbars' harmonics."""
-    spectrum = np.zeros(_MAX_HARMONIC)
+    spectrum = np.zeros(MAX_HARMONIC)
     for harmonic, setting in zip(_DRAWBAR_HARMONICS, registration):
         if setting != "0":
             spectrum[harmonic - 1] += 10.0 ** (3.0 * (int(setting) - 8) / 20.0)

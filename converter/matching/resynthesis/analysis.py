@@ -1,6 +1,6 @@
 """Measuring a sound for resynthesis: its pitch over time, its harmonics and what they leave over.
 
-The sound is read at up to ``KEYFRAMES`` instants (``keyframe_count``) from its onset to where it
+The sound is read at up to ``MAX_KEYFRAMES`` instants (``keyframe_count``) from its onset to where it
 has faded ``END_DB`` under its peak. The instants are dense where the spectrum changes fast
 (attacks, pitch drops) and sparse where it holds still: a time warp built from the rate of spectral
 change places them, and the same warp later drives the sweep through the wavetable, so frame k plays
@@ -26,12 +26,10 @@ from functools import lru_cache
 import numpy as np
 
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, hz_to_midi, last_loud_frame, midi_to_hz, yin
+from converter.vital.wavetables import FRAME_SIZE, MAX_HARMONIC, MAX_KEYFRAMES
 
-KEYFRAMES = 256  # Vital's wave-frame axis holds up to 256 keyframes
 KEYFRAMES_PER_SECOND = 200  # of sound, at most (``keyframe_count``)
 MIN_KEYFRAMES = 8  # even a click gets a few, for its attack and its end
-FRAME_SIZE = 2048
-MAX_HARMONIC = 1000  # below a frame's Nyquist bin (1024): frames carry no aliasing
 END_DB = -80.0  # the sound has ended where its envelope last sits this far under its peak (``sound_duration``)
 MIN_SECONDS = 0.05
 HARMONIC_PERIODS = 4
@@ -138,7 +136,7 @@ def _running_median(values: np.ndarray, frames: int) -> np.ndarray:
     return np.median(np.lib.stride_tricks.sliding_window_view(padded, frames), axis=1)
 
 
-def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = KEYFRAMES) -> np.ndarray:
+def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
     """``count`` instants over ``duration``, dense where the spectrum changes fast.
 
     The instants lie on straight lines between ``sweep_knots``, so one drawn LFO shape can play them.
@@ -164,7 +162,7 @@ def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: 
     return np.interp(np.arange(count), knots, np.interp(knots / (count - 1), warp, grid))
 
 
-def sweep_knots(count: int = KEYFRAMES) -> np.ndarray:
+def sweep_knots(count: int = MAX_KEYFRAMES) -> np.ndarray:
     """Keyframe indices where the sweep's drawn shape has its points: between them it is a straight
     line, so keyframe times are interpolated between these and the drawn sweep hits every frame on time."""
     return np.unique(np.round(np.linspace(0, count - 1, SWEEP_POINTS)).astype(int))
@@ -292,7 +290,7 @@ def partials(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def keyframe_count(duration: float) -> int:
-    """How many keyframes a sound of ``duration`` seconds is read at: ``KEYFRAMES``, or
+    """How many keyframes a sound of ``duration`` seconds is read at: ``MAX_KEYFRAMES``, or
     ``KEYFRAMES_PER_SECOND`` of sound when that is fewer.
 
     Vital moves to a new frame only every 7 ms, so keyframes packed much closer go unheard, and each
@@ -301,7 +299,7 @@ def keyframe_count(duration: float) -> int:
     by a median 0 % (geometric mean +0.3 %, 2 sounds over 5 % further), and sounds under a second
     converted about 30 % faster. 130 a second was further (+0.6 %, 7 sounds over 5 %).
     """
-    return int(np.clip(np.ceil(KEYFRAMES_PER_SECOND * duration), MIN_KEYFRAMES, KEYFRAMES))
+    return int(np.clip(np.ceil(KEYFRAMES_PER_SECOND * duration), MIN_KEYFRAMES, MAX_KEYFRAMES))
 
 
 def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,

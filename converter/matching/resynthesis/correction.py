@@ -25,10 +25,11 @@ import numpy as np
 
 from converter.analysis.note import midi_to_hz
 from converter.matching.distance import SpectralRatio
-from converter.matching.resynthesis.analysis import MAX_HARMONIC, Resynthesis, cycles, partials
+from converter.matching.resynthesis.analysis import Resynthesis, cycles, partials
 from converter.matching.resynthesis.patch import with_tables
 from converter.matching.scoring import Comparison
 from converter.vital.render import SAMPLE_RATE, RenderError
+from converter.vital.wavetables import MAX_HARMONIC
 
 # Times the measured log ratio, in the first round: a band mixes partials with what lies between them, so
 # a plain step falls short. On the evaluation split 1.4 came closest of 1.0, 1.4 and 1.7 after one and after
