@@ -68,7 +68,7 @@ from converter.matching.resynthesis import (
 from converter.matching.resynthesis.correction import Player
 from converter.matching.scoring import Comparison
 from converter.matching.tuning import pitch_offsets, shift_oscillators
-from converter.vital.parameters import ParameterSpace, control, parameter_space
+from converter.vital.parameters import EFFECT_KNOBS, ParameterSpace, control, parameter_space
 from converter.vital.preset import preset_from_vector, write_preset
 from converter.vital.render import SAMPLE_RATE, TAIL_SECONDS, RenderError, RenderSession, lent_session
 
@@ -509,8 +509,7 @@ def summarise(preset: dict) -> str:
              for stage in ("attack", "decay", "release")]
     parts.append("amp envelope A {:.2f} s D {:.2f} s S {:.0%} R {:.2f} s".format(
         times[0], times[1], settings["env_1_sustain"], times[2]))
-    effects = [effect for effect in ("chorus", "delay", "reverb", "distortion", "flanger", "phaser", "compressor", "eq")
-               if settings.get(f"{effect}_on")]
+    effects = [effect for effect in EFFECT_KNOBS if settings.get(f"{effect}_on")]
     if effects:
         parts.append("effects: " + ", ".join(effects))
     return "; ".join(parts) + "."

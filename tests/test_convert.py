@@ -20,6 +20,7 @@ from converter.convert import (
     convert,
     match_loudness,
     predict,
+    summarise,
     tune,
 )
 from converter.matching.decode import decode_outputs
@@ -170,6 +171,13 @@ def test_an_offset_changes_neither_the_match_nor_the_loudness(tmp_path):
     assert results[1].distance < 1.5 * results[0].distance  # the offset's onset and end are heard (3x before)
     levels = [10 * np.log10(np.mean(soundfile.read(r.preview_path)[0] ** 2)) for r in results]
     assert levels[1] == pytest.approx(levels[0], abs=1.0)
+
+
+def test_the_summary_names_the_effects_that_are_on_and_only_those():
+    preset = preset_from_vector(patch())
+    assert "effects" not in summarise(preset)
+    preset["settings"].update(reverb_on=1.0, eq_on=1.0, chorus_on=0.0)
+    assert summarise(preset).endswith("; effects: eq, reverb.")
 
 
 def test_tune_moves_every_oscillator_by_one_interval():
