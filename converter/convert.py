@@ -19,7 +19,8 @@
    refine budget the winner is improved further: a resynthesis's tables by more rounds of
    ``converter.matching.resynthesis.correction``, then its knobs by ``converter.matching.refine``), and
    ``match_loudness`` sets the preset's volume so the preview is as loud as the input;
-5. ``write_outputs``: both files appear whole or not at all; runners-up go to ``<stem>.alt-N.vital``.
+5. ``write_outputs``: both files appear whole or not at all; variations (``distinct_alternatives``: the
+   closest patch of each other kind, the bank's tables included) go to ``<stem>.alt-N.vital``.
 
 Every way a file can fail raises ``ConversionError`` with a one-line message that starts with the
 file's name, and leaves no output behind. A missing or mismatched model raises ``ModelError``: that
@@ -127,7 +128,7 @@ class ConversionResult:
 
 @dataclass(frozen=True)
 class Variation:
-    """A runner-up candidate written beside the preset as ``<stem>.alt-N.vital``."""
+    """Another kind of patch for the sound, written beside the preset as ``<stem>.alt-N.vital``."""
 
     preset_path: Path
     method: str
@@ -289,13 +290,11 @@ def build_candidates(
     runner_ups: bool = False, quieter_residuals: bool = False, space: ParameterSpace | None = None,
 ) -> list[Candidate]:
     """The patches ``mode`` allows, best guess first: the resynthesis (in ``best`` with the hybrid as its
-    variant; with ``quieter_residuals`` also its quieter residuals on the measured tables: runners-up to
-    write, or the choice where no correction round follows, which otherwise plays them on its corrected
-    tables), the model's patch (in ``patch`` mode also with the input's
-    amp envelope), then ``samples`` of the model's flow samples and, with ``runner_ups``, its answer
-    with its second-choice wavetable or filter model; in ``patch`` mode last the bank's tables nearest
-    to the sound, with its amp envelope (``converter.matching.bank_match``), each with the model's filters
-    and effects as variants."""
+    variant; with ``quieter_residuals`` also its quieter residuals on the measured tables, the choice where
+    no correction round follows, which otherwise plays them on its corrected tables), the model's patch
+    (in ``patch`` mode also with the input's amp envelope), then ``samples`` of the model's flow samples
+    and, with ``runner_ups``, its answer with its second-choice wavetable or filter model; in ``patch``
+    mode last the ``matched_candidates``, with the model's filters and effects as variants."""
     _check_mode(mode)
     space = space or parameter_space()
     candidates: list[Candidate] = []
@@ -323,14 +322,22 @@ def build_candidates(
         candidates += [Candidate("patch", preset_from_vector(vector, name=name, space=space))
                        for vector in alternatives]
     if envelope is not None:
-        measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, MATCH_KEYFRAMES)[0]
-        with_model = matched_model_variants(patch) if patch is not None else ()
-        matches = [with_amp_envelope(preset_from_vector(tune(vector, analysis.note, space), name=name, space=space),
-                                     envelope) for vector in matched_vectors(measurement, space=space)]
-        played = [matched["settings"] for matched in matches]
-        for matched in matches:
-            candidates.append(Candidate("matched", matched, _new_variants(with_model, matched, played)))
+        candidates += matched_candidates(analysis, envelope, patch, name=name, space=space)
     return candidates
+
+
+def matched_candidates(analysis: Analysis, envelope: AmpEnvelope, patch: dict | None = None, *, name: str = "vinv",
+                       space: ParameterSpace | None = None) -> list[Candidate]:
+    """The bank's tables nearest to the sound, with its amp ``envelope`` (``converter.matching.bank_match``):
+    editable classic-synth patches, each with the model's filters and effects as variants when there is a
+    model's ``patch``."""
+    space = space or parameter_space()
+    measurement = analyse_for_resynthesis(analysis.target, SAMPLE_RATE, analysis.note, MATCH_KEYFRAMES)[0]
+    with_model = matched_model_variants(patch) if patch is not None else ()
+    matches = [with_amp_envelope(preset_from_vector(tune(vector, analysis.note, space), name=name, space=space),
+                                 envelope) for vector in matched_vectors(measurement, space=space)]
+    played = [matched["settings"] for matched in matches]
+    return [Candidate("matched", matched, _new_variants(with_model, matched, played)) for matched in matches]
 
 
 def rank_candidates(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
@@ -551,8 +558,9 @@ def convert(
     held-out and split sound measured, about a quarter slower: README); ``patch`` only patches on
     vinv's own wavetables (the editable classic-synth answer: the model's, the model's with the
     input's amp envelope, and the bank's tables nearest to the sound, dry and through the model's
-    filters and effects). ``variations`` > 0 also
-    writes the next closest distinct candidates as ``<stem>.alt-1.vital``, ... ``model`` (for
+    filters and effects). ``variations`` > 0 also writes up to that many other kinds of patch for the
+    sound, closest first, as ``<stem>.alt-1.vital``, ...: in every mode the bank's nearest tables (editable
+    patches beside a resynthesis), never another version of the answer's own tables. ``model`` (for
     ``best`` and ``patch``) defaults to the shipped one, loaded once per process with ``threads``
     onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
@@ -588,8 +596,8 @@ def convert(
     # Refining a model-made patch also tries the model's other ideas: its flow samples, its second choices.
     searching_patches = refine_seconds > 0 and mode == "patch"
     candidates = build_candidates(analysis, model, mode, name=path.stem, runner_ups=searching_patches,
-                                  samples=max(variations, CANDIDATES if searching_patches else 0),
-                                  quieter_residuals=variations > 0 or not CORRECTION_ROUNDS, space=space)
+                                  samples=CANDIDATES if searching_patches else 0,
+                                  quieter_residuals=not CORRECTION_ROUNDS, space=space)
     lap("candidates")
     try:
         ranked = rank_candidates(candidates, analysis)
@@ -603,6 +611,7 @@ def convert(
     elif best.candidate.resynthesis is not None:
         best = correct_best(best, analysis, seconds=float("inf"), max_rounds=CORRECTION_ROUNDS)[0]
         lap("correct")
+
     def finished(entry: ScoredCandidate) -> tuple[dict, np.ndarray, str]:
         """The preset at the input's loudness, with its comments; its preview at that loudness; its summary."""
         preset, preview = match_loudness(entry.candidate.preset, entry.preview, analysis.target)
@@ -610,8 +619,13 @@ def convert(
         preset["comments"] = describe(note, entry.distance, path.name, entry.candidate.method, summary)
         return preset, preview, summary
 
+    others = ranked[1:]
+    if variations and mode != "patch":  # patch mode ranked the bank's tables already
+        envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, note.length)
+        others += rank_alternatives(matched_candidates(analysis, envelope, name=path.stem, space=space), analysis)
+        lap("variations")
     preset, preview, summary = finished(best)
-    alternatives = list(zip(_distinct([best, *ranked])[:variations], alternative_paths))
+    alternatives = list(zip(distinct_alternatives(best, others)[:variations], alternative_paths))
     alternative_presets = [finished(entry)[0] for entry, _ in alternatives]
     lap("score")
     try:
@@ -661,16 +675,34 @@ def _new_variants(variants: tuple[Variant, ...], preset: dict, played: list[dict
     return tuple(new)
 
 
-def _distinct(ranked: list[ScoredCandidate]) -> list[ScoredCandidate]:
-    """The runners-up after ``ranked[0]`` (the answer, which refinement or correction may have made of
-    ``ranked[1]``), without any that sounds the same as one before it or is the same preset: two engines
-    play one preset at two random phases, so only the preset tells them apart."""
-    kept = [ranked[0]]
-    for entry in ranked[1:]:
-        if all(abs(entry.distance - other.distance) > 1e-6 and entry.candidate.preset != other.candidate.preset
-               for other in kept):
+def distinct_alternatives(answer: ScoredCandidate, others: list[ScoredCandidate]) -> list[ScoredCandidate]:
+    """The closest of ``others`` of each kind of patch but the answer's, closest first: what a producer gets as
+    a choice. A kind is the resynthesis, or the tables a patch on vinv's bank plays (``patch_kind``): another
+    version of the answer's own tables (as measured, with other knobs) sounds like it, only further."""
+    kinds, kept = {patch_kind(answer.candidate)}, []
+    for entry in sorted(others, key=lambda entry: entry.distance):
+        kind = patch_kind(entry.candidate)
+        if kind not in kinds:
+            kinds.add(kind)
             kept.append(entry)
-    return kept[1:]
+    return kept
+
+
+def patch_kind(candidate: Candidate) -> tuple[str | None, ...]:
+    """What ``candidate`` is a version of: the resynthesis, or the tables its oscillators play."""
+    if candidate.resynthesis is not None:
+        return ("resynthesis",)
+    settings = candidate.preset["settings"]
+    return tuple(settings["wavetables"][osc - 1].get("name") if settings.get(f"osc_{osc}_on") else None
+                 for osc in (1, 2, 3))
+
+
+def rank_alternatives(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
+    """``rank_candidates`` for candidates that can only be variations: none Vital can play is no error."""
+    try:
+        return rank_candidates(candidates, analysis)
+    except RenderError:
+        return []
 
 
 def _check_destination(source: Path, folder: Path, outputs: tuple[Path, ...], overwrite: bool) -> None:

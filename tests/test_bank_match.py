@@ -11,10 +11,10 @@ from converter.convert import (
     EFFECT_PREFIXES,
     Candidate,
     ScoredCandidate,
-    _distinct,
     analyse,
     build_candidates,
     convert,
+    distinct_alternatives,
     matched_model_variants,
     rank_candidates,
     render_preview,
@@ -132,10 +132,14 @@ def test_a_filtered_sound_is_matched_through_the_models_filter(tmp_path):
     assert best.distance < 0.3 * dry and fresh < 0.3 * dry, (best.distance, fresh, dry)
 
 
-def test_variations_never_repeat_a_preset():
-    """One preset played on two engines sounds at two random phases, so only the preset tells them apart."""
-    dry, other, preview = playing("Saw", 0.0), playing("Square", 0.0), np.zeros((2, 10), np.float32)
-    ranked = [ScoredCandidate(Candidate("matched", dry), preview, 0.50),
-              ScoredCandidate(Candidate("matched-model", dry), preview, 0.51),
-              ScoredCandidate(Candidate("matched", other), preview, 0.60)]
-    assert [entry.distance for entry in _distinct(ranked)] == [0.60]
+def test_variations_play_other_tables_than_the_answer_and_each_other():
+    """Another version of the answer's table (the same preset at another random phase, or with the model's
+    filters) is no choice; the closest version of each other table is, closest first."""
+    saw, square, sine = (playing(table, 0.0) for table in ("Saw", "Square", "Sine"))
+    preview = np.zeros((2, 10), np.float32)
+    answer = ScoredCandidate(Candidate("matched", saw), preview, 0.50)
+    others = [ScoredCandidate(Candidate("matched", sine), preview, 0.70),
+              ScoredCandidate(Candidate("matched-model", saw), preview, 0.51),
+              ScoredCandidate(Candidate("matched", square), preview, 0.65),
+              ScoredCandidate(Candidate("matched-model", square), preview, 0.60)]
+    assert [entry.distance for entry in distinct_alternatives(answer, others)] == [0.60, 0.70]

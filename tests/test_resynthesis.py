@@ -182,25 +182,25 @@ def test_modes_choose_among_their_own_candidates_and_write_variations(tmp_path, 
     soundfile.write(source, tone(220.0, 0.6, harmonics=10), SAMPLE_RATE)
     result = convert(source, model=tiny_model, mode=mode, variations=2)
     assert result.method in methods
-    assert {variation.method for variation in result.variations} <= methods
+    assert {variation.method for variation in result.variations} <= methods | {"matched"}
     assert [v.distance for v in result.variations] == sorted(v.distance for v in result.variations)
     assert all(result.distance <= v.distance for v in result.variations)
+    assert len(result.variations) == 2
+    preset = json.loads(result.preset_path.read_text())
+    kinds = [[table["name"] for table in preset["settings"]["wavetables"]]]
     for k, variation in enumerate(result.variations, start=1):
         assert variation.preset_path == tmp_path / f"lead.alt-{k}.vital"
         assert vita.Synth().load_json(variation.preset_path.read_text())
-        assert json.loads(variation.preset_path.read_text())["author"] == "vinv"  # vinv may replace it later
-    preset = json.loads(result.preset_path.read_text())
+        other = json.loads(variation.preset_path.read_text())
+        assert other["author"] == "vinv"  # vinv may replace it later
+        kinds.append([table["name"] for table in other["settings"]["wavetables"]])
     assert preset["author"] == "vinv"
     assert result.summary in preset["comments"] and f"{result.similarity:.0f}/100" in preset["comments"]
-    if mode == "resynth":
-        assert preset["settings"]["wavetables"][0]["name"] == "vinv harmonics"
-        assert len(result.variations) == 2
-        for variation in result.variations:  # the one resynthesis, as measured or with another residual level
-            other = json.loads(variation.preset_path.read_text())["settings"]
-            assert other["wavetables"][0]["name"] == "vinv harmonics"
-            residual = ("osc_2_on", "osc_2_level")
-            assert ([other[key] for key in residual] != [preset["settings"][key] for key in residual]
-                    or other["wavetables"][0] != preset["settings"]["wavetables"][0])
+    if mode == "resynth":  # beside the resynthesis, editable patches on the bank's nearest tables
+        assert kinds[0][0] == "vinv harmonics"
+        assert [variation.method for variation in result.variations] == ["matched", "matched"]
+        assert all("vinv harmonics" not in tables for tables in kinds[1:])
+    assert len({tuple(tables) for tables in kinds}) == len(kinds)  # each plays other tables
 
 
 @pytest.mark.parametrize("mode", ["resynth", "best"])

@@ -218,7 +218,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="resynth: the resynthesis of the input (default); best: the closest of it and the "
                              "model's patches; patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, default=0, metavar="K",
-                        help="also write the next K candidates as NAME.alt-1.vital ... (default: 0)")
+                        help="also write up to K other kinds of patch for the sound, each on other wavetables, as "
+                             "NAME.alt-1.vital ... (default: 0)")
     parser.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per core)")
     parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
                         help="onnxruntime threads per worker (default: 1)")

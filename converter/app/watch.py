@@ -433,7 +433,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="resynth: the resynthesis of the input; best: the closest of it and the model's "
                              "patches; patch: only classic-synth patches on vinv's own wavetables")
     parser.add_argument("--variations", type=count, metavar="K",
-                        help="also write the next K candidates as NAME.alt-1.vital ...")
+                        help="also write up to K other kinds of patch for the sound, each on other wavetables, as "
+                             "NAME.alt-1.vital ...")
     parser.add_argument("--model", type=Path, metavar="PATH",
                         help="exported vinv model, for --mode best and patch (default: the shipped one)")
     parser.add_argument("--log-file", type=Path, metavar="PATH", help="log file")
