@@ -14,10 +14,9 @@ from converter.analysis.input_audio import InputAudio
 from converter.analysis.note import HOP_SECONDS, WINDOW_SECONDS, Note, yin
 from converter.convert import Variant, analyse, build_candidates, convert, rank_candidates, render_preview
 from converter.matching.resynthesis import analyse_for_resynthesis, resynthesis_preset
-from converter.matching.resynthesis.analysis import KEYFRAMES_PER_SECOND
 from converter.matching.scoring import Comparison
 from converter.vital.render import SAMPLE_RATE, render
-from converter.vital.wavetables import FRAME_SIZE
+from converter.vital.wavetables import FRAME_PICK_SECONDS, FRAME_SIZE
 
 SECONDS = np.arange(SAMPLE_RATE) / SAMPLE_RATE
 
@@ -57,13 +56,36 @@ def test_a_sine_gives_a_one_harmonic_table():
     assert residual < 0.01 * np.sqrt(np.mean(steady**2))  # no noise under a steady sine
 
 
-def test_keyframes_follow_the_sounds_length_up_to_vitals_256_on_consecutive_frames():
+def test_keyframes_sit_on_vitals_frame_pick_grid_when_256_reach_the_sounds_end():
     short, long = measured(tone(220.0, 0.5), 57, 0.4), measured(tone(220.0, 2.0), 57, 1.8)
-    assert short.harmonic_frames.shape == (math.ceil(KEYFRAMES_PER_SECOND * short.duration), FRAME_SIZE)
-    assert short.residual_frames.shape == short.harmonic_frames.shape
-    assert long.times.size == 256
+    assert short.on_pick_grid and not long.on_pick_grid
+    np.testing.assert_allclose(np.diff(short.times), FRAME_PICK_SECONDS)
+    assert short.duration == pytest.approx(short.times[-1])  # read, and swept, until the last pick
+    assert short.harmonic_frames.shape == (short.times.size, FRAME_SIZE) == short.residual_frames.shape
+    assert long.times.size == 256 and long.times[-1] == pytest.approx(long.duration)
     component = resynthesis_preset(short)["settings"]["wavetables"][0]["groups"][0]["components"][0]
     assert [keyframe["position"] for keyframe in component["keyframes"]] == list(range(short.times.size))
+
+
+def test_a_tremolo_plays_back_without_noise_between_its_partials():
+    """Vital picks a frame every 7 ms: keyframes off that grid are picked irregularly, which spreads a
+    tremolo's partials into the gaps between them. The harmonics' table alone (the measured residual
+    is an upper bound, ``residual_variants``): 59 dB under the partials, 33 dB with 240 keyframes."""
+    t = np.arange(round(1.2 * SAMPLE_RATE)) / SAMPLE_RATE
+    audio = tone(220.0, 1.2, harmonics=8, amplitude=0.3 * (1 + 0.8 * np.sin(2 * np.pi * 6 * t)))
+    preset = resynthesis_preset(measured(audio, 57, 1.2))
+    preset["settings"]["osc_2_on"] = 0.0
+    rendered = render(preset, 57, 0.8, 1.2, 1.5).mean(axis=0)
+
+    def between_partials_db(signal: np.ndarray) -> float:
+        segment = signal[round(0.2 * SAMPLE_RATE) : round(1.0 * SAMPLE_RATE)]
+        power = np.abs(np.fft.rfft(segment * np.hanning(segment.size), 1 << 16)) ** 2
+        harmonic = np.fft.rfftfreq(1 << 16, 1 / SAMPLE_RATE) / 220.0
+        off = np.abs(harmonic - np.round(harmonic))
+        inside = (harmonic > 0.5) & (harmonic < 8.5)
+        return 10 * np.log10(power[inside & (off > 0.1)].sum() / power[inside & (off < 0.05)].sum())
+
+    assert between_partials_db(audio) < -70 and between_partials_db(rendered) < -50
 
 
 def test_a_saw_falls_as_one_over_n_in_the_table_and_in_vitals_render():

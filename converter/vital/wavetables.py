@@ -20,6 +20,9 @@ BANK_VERSION = "1"  # bump whenever a table of the default bank changes: models 
 
 MAX_KEYFRAMES = 256  # Vital's limit; the bank's own tables use at most 16
 MAX_HARMONIC = 1000  # below the frame's Nyquist bin (1024), so frames carry no aliasing
+# Vital picks an oscillator's wave frame (the integer part of its position) every 7 ms and crossfades to
+# it over the next 7 ms (kWavetableFadeTime): a table swept one frame per pick plays every frame in turn.
+FRAME_PICK_SECONDS = 0.007
 _OVERSAMPLE = 16  # time-domain shapes are sampled this finely before band-limiting
 _VITAL_LAST_POSITION = 256  # Vital's wave-frame axis runs 0..256
 
