@@ -4,7 +4,7 @@
   table on a low comb (``Resynthesis.residual_note``), so it sounds like the input's noise.
 - LFO 1 sweeps both tables' wave frame: one shot in Seconds, Vital's *Sustain Envelope* mode, so
   the sweep stops at the frame where the input's key went up for as long as a key is held, and
-  plays the input's own tail after key-up. Its drawn shape is the keyframe time warp.
+  plays the input's own tail after key-up. Its drawn shape plays each keyframe when it was measured.
 - LFO 2, in the same mode, draws the pitch track onto oscillator 1's transpose when the pitch
   moves (vibrato, glides, the drop of a kick); a steady detune goes to the tune knob instead.
 - The amp envelope is open (an 8 ms attack, full sustain); a tail the frames carry is released
@@ -19,7 +19,7 @@ from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
 from converter.vital.lfo_shapes import LFOShape
 from converter.vital.parameters import control
 from converter.vital.preset import add_route, init_preset
-from converter.vital.wavetables import Wavetable, sweep_depth
+from converter.vital.wavetables import FRAME_PICK_SECONDS, Wavetable, sweep_depth
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
@@ -32,26 +32,14 @@ CARRIED_RELEASE_STRETCH, CARRIED_RELEASE_POWER = 1.2, 6.0  # its release: a litt
 MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
 SWEEP_LFO, PITCH_LFO = 1, 2
 TABLE_NAMES = {1: "vinv harmonics", 2: "vinv residual"}  # the oscillator each table plays on
-SWEEP_AHEAD = 0.5  # wave frames the sweep runs ahead of its keyframes' times (see ``resynthesis_preset``)
-GRID_SWEEP_AHEAD = 1.25  # the same for keyframes on Vital's frame-pick grid
+SWEEP_LEAD = 1.25  # frame picks the sweep reaches each keyframe before its time (see ``resynthesis_sweep``)
 QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried under the one it has (quadratic: 0.6 is -9 dB; 0 is off)
 
 
 def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
     """The Vital preset (JSON-ready dict) that plays ``resynthesis`` back at its note.
 
-    Vital hears a moved wave frame late: it picks a frame every 7 ms and crossfades to it over the
-    next 7 ms (``kWavetableFadeTime``). The sweep starts ``SWEEP_AHEAD`` frames up, so it plays each
-    keyframe up to a frame early. Half a frame was the closest of 0, 0.5, 1 and 2 frames on the
-    evaluation split, and it was confirmed on the held-out sounds: 105 of 128 sounds came closer,
-    1-4 % per source (median), except the split's 6 real presets (1.5 % further). A fixed 7 ms lead
-    in the sweep's shape puts a step back in time, but it sounded further on most sources.
-
-    Keyframes on Vital's frame-pick grid (``Resynthesis.on_pick_grid``) start ``GRID_SWEEP_AHEAD``
-    frames up: each pick then takes the next keyframe, and its crossfade arrives there when that
-    keyframe was measured, so Vital plays the frames as a line through them. 1 and 1.25 frames came out
-    alike and closest of 0.5, 0.75, 1, 1.25 and 1.5 on the evaluation split's sounds short enough (a
-    median 7 % closer than 0.5 frames); Vital plays its last frame for any position past it.
+    The tables' keyframes lie on consecutive wave frames, swept by LFO 1 as ``resynthesis_sweep`` draws it.
     """
     preset = init_preset()
     preset.update(preset_name=name)
@@ -62,18 +50,35 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         settings[f"osc_{osc}_on"] = 1.0 if osc in tables else 0.0
         settings[f"osc_{osc}_level"] = 1.0
         settings[f"osc_{osc}_random_phase"] = 0.0
-        settings[f"osc_{osc}_wave_frame"] = GRID_SWEEP_AHEAD if resynthesis.on_pick_grid else SWEEP_AHEAD
+        settings[f"osc_{osc}_wave_frame"] = 0.0
         if osc in tables:
             settings["wavetables"][osc - 1] = tables[osc]
             add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", sweep_depth(keyframes))
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     settings["osc_3_on"] = 0.0
     _open_amp_envelope(settings, resynthesis)
-    knots = sweep_knots(keyframes)
-    _one_shot_lfo(settings, SWEEP_LFO, resynthesis, LFOShape(
-        "vinv sweep", tuple(zip(resynthesis.times[knots] / resynthesis.duration, knots / (keyframes - 1)))))
+    _one_shot_lfo(settings, SWEEP_LFO, resynthesis, resynthesis_sweep(resynthesis))
     _pitch(settings, resynthesis)
     return preset
+
+
+def resynthesis_sweep(resynthesis: Resynthesis) -> LFOShape:
+    """The sweep's drawn shape: time over the sound against the keyframe played, 0 to 1.
+
+    Vital picks a frame every 7 ms, the integer part of the sweep's position, and crossfades to it over
+    the next 7 ms (``FRAME_PICK_SECONDS``). The keyframes lie on that grid (``keyframe_times``), and the
+    sweep reaches each ``SWEEP_LEAD`` picks before its time: a pick takes it one pick before it was
+    measured, so the crossfade arrives there on time, and Vital plays a line through the keyframes. On
+    the evaluation split's short sounds a lead of 1 and 1.25 picks came out alike and closest of 0.5 to
+    1.5 (0.5 was the lead before the keyframes lay on the grid); Vital plays its last frame from there on.
+    """
+    times, count = resynthesis.times, resynthesis.times.size
+    knots = sweep_knots(count)
+    phases = (times[knots] - SWEEP_LEAD * FRAME_PICK_SECONDS) / resynthesis.duration
+    values = knots / (count - 1)
+    ahead = phases > 0.0
+    points = [(0.0, float(np.interp(0.0, phases, values))), *zip(phases[ahead], values[ahead]), (1.0, 1.0)]
+    return LFOShape("vinv sweep", tuple(points))
 
 
 def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
