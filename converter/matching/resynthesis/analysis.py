@@ -149,19 +149,21 @@ def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: 
     """
     warped = warped_times(audio, sample_rate, duration, count)
     knots = sweep_knots(count)
-    frames = np.diff(knots)
-    spacing = np.diff(warped[knots]) / frames / FRAME_PICK_SECONDS  # in picks, as the warp asks
+    frames = np.diff(knots)  # keyframes from one knot to the next
+    asked = np.diff(warped[knots]) / frames / FRAME_PICK_SECONDS  # picks between them, as the warp asks
 
-    def span(scale: float) -> np.ndarray:
-        return np.maximum(1.0, np.round(scale * spacing))
+    def picks(scale: float) -> np.ndarray:
+        return np.maximum(1.0, np.round(scale * asked))
+
+    def reaches(scale: float) -> bool:
+        return (frames * picks(scale)).sum() * FRAME_PICK_SECONDS >= duration
 
     low, high = 0.0, 1.0
-    while (frames * span(high)).sum() * FRAME_PICK_SECONDS < duration:
+    while not reaches(high):
         high *= 2.0
-    for _ in range(40):  # the smallest scale whose picks reach the end
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if (frames * span(middle)).sum() * FRAME_PICK_SECONDS >= duration else (middle, high)
-    return np.concatenate(([0.0], np.cumsum(np.repeat(span(high), frames)))) * FRAME_PICK_SECONDS
+    for _ in range(40):  # bisect for the smallest scale that reaches the end
+        low, high = (low, (low + high) / 2) if reaches((low + high) / 2) else ((low + high) / 2, high)
+    return np.concatenate(([0.0], np.cumsum(np.repeat(picks(high), frames)))) * FRAME_PICK_SECONDS
 
 
 def warped_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
