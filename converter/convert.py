@@ -620,9 +620,8 @@ def convert(
         return preset, preview, summary
 
     others = ranked[1:]
-    if variations and mode != "patch":  # patch mode ranked the bank's tables already
-        envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, note.length)
-        others += rank_alternatives(matched_candidates(analysis, envelope, name=path.stem, space=space), analysis)
+    if variations:
+        others += editable_alternatives(analysis, mode, name=path.stem, space=space)
         lap("variations")
     preset, preview, summary = finished(best)
     alternatives = list(zip(distinct_alternatives(best, others)[:variations], alternative_paths))
@@ -697,10 +696,16 @@ def patch_kind(candidate: Candidate) -> tuple[str | None, ...]:
                  for osc in (1, 2, 3))
 
 
-def rank_alternatives(candidates: list[Candidate], analysis: Analysis) -> list[ScoredCandidate]:
-    """``rank_candidates`` for candidates that can only be variations: none Vital can play is no error."""
+def editable_alternatives(analysis: Analysis, mode: str, *, name: str = "vinv",
+                          space: ParameterSpace | None = None) -> list[ScoredCandidate]:
+    """The bank's nearest tables with the input's amp envelope (``matched_candidates``), ranked, to offer as
+    variations beside a mode that does not rank them itself (all but ``patch``); none that Vital can play
+    is no error, only no variation."""
+    if mode == "patch":
+        return []
+    envelope = measure_amp_envelope(analysis.target, SAMPLE_RATE, analysis.note.length)
     try:
-        return rank_candidates(candidates, analysis)
+        return rank_candidates(matched_candidates(analysis, envelope, name=name, space=space), analysis)
     except RenderError:
         return []
 
