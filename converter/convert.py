@@ -244,13 +244,13 @@ class ScoredCandidate:
 
 def model_parts(patch: dict, prefixes: tuple[str, ...], method: str) -> Variant:
     """The knobs of the model's ``patch`` whose names start with ``prefixes``, to be turned on another
-    candidate's loaded engine; with its filters, oscillators 1 and 2 go where the model sends its first.
+    candidate's loaded engine; with its filters, every oscillator goes where the model sends its first.
     The model's modulation routes stay out, so such a variant costs a render rather than a load."""
     model = patch["settings"]
     knobs = {key: value for key, value in model.items()
              if key.startswith(prefixes) and not isinstance(value, (list, dict))}
     if set(FILTER_PREFIXES) <= set(prefixes):
-        knobs.update({f"osc_{osc}_destination": model["osc_1_destination"] for osc in (1, 2)})
+        knobs.update({f"osc_{osc}_destination": model["osc_1_destination"] for osc in (1, 2, 3)})
     return Variant(method, knobs)
 
 
@@ -502,9 +502,14 @@ def summarise(preset: dict) -> str:
             table = settings["wavetables"][osc - 1].get("name", "?")
             parts.append(f"osc {osc}: {table}")
     routes = {(route.get("source"), route.get("destination")) for route in settings.get("modulations", [])}
-    if ("lfo_1", "osc_1_wave_frame") in routes or ("lfo_1", "osc_2_wave_frame") in routes:
-        sweep_hz = control("lfo_1_frequency").unit_from_raw(settings["lfo_1_frequency"])
-        parts.append(f"LFO 1 sweeps the tables over {1.0 / sweep_hz:.2f} s")
+    sweeps = sorted({source for source, destination in routes
+                     if str(source).startswith("lfo_") and str(destination).endswith("_wave_frame")})
+    if sweeps:
+        sweep_hz = control(f"{sweeps[0]}_frequency").unit_from_raw(settings[f"{sweeps[0]}_frequency"])
+        numbers = [source.removeprefix("lfo_") for source in sweeps]
+        lfos = (f"LFO {numbers[0]} sweeps" if len(numbers) == 1
+                else f"LFOs {', '.join(numbers[:-1])} and {numbers[-1]} sweep")
+        parts.append(f"{lfos} the tables over {1.0 / sweep_hz:.2f} s")
     if ("lfo_2", "osc_1_transpose") in routes:
         parts.append("LFO 2 draws the pitch")
     if settings.get("sample_on"):

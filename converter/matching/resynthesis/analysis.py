@@ -1,9 +1,10 @@
 """Measuring a sound for resynthesis: its pitch over time, its harmonics and what they leave over.
 
-The sound is read from its onset to where it has faded ``END_DB`` under its peak, at up to
-``MAX_KEYFRAMES`` instants on Vital's frame-pick grid (``keyframe_times``): one every 7 ms where the
-spectrum changes fast (attacks, pitch drops) or the sound is short, a whole number of 7 ms apart where
-it holds still; the sweep through the wavetable plays frame k at the time it was measured.
+The sound is read from its onset to where it has faded ``END_DB`` under its peak, at instants on
+Vital's frame-pick grid (``keyframe_times``), up to ``HARMONIC_KEYFRAMES`` for its harmonics (two tables)
+and ``MAX_KEYFRAMES`` for its residual: one every 7 ms where the sound is short enough, else one every
+7 ms where the spectrum changes fast (attacks, pitch drops) and a whole number of 7 ms apart where it
+holds still; the sweep through a wavetable plays frame k at the time it was measured.
 
 At each instant two spectra are taken:
 
@@ -19,6 +20,8 @@ An unpitched sound (noise, snares, hats) has no harmonics: all of it is residual
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -43,6 +46,7 @@ STEADY_SHARE = 0.3  # share of keyframes spread evenly in time whatever the spec
 WARP_BANDS = 24
 CHANGE_HOP = 0.005  # seconds between the spectra that measure the rate of change
 RESIDUAL_PHASE_SEED = 1234
+HARMONIC_KEYFRAMES = 2 * (MAX_KEYFRAMES - 1)  # two tables, each with a silent frame where the other plays
 BLOCK_KEYFRAMES = 32  # keyframes whose windows are transformed together (bounds the spectra held at once)
 SWEEP_POINTS = 64  # points of the drawn sweep (Vital's LFO shapes hold more; 64 follow any attack)
 
@@ -70,9 +74,10 @@ class Resynthesis:
     note: Note
     duration: float  # seconds from the onset to the end of the sound
     sustain: float  # seconds the key was held (the sweep holds here while a key stays down)
-    times: np.ndarray  # (keyframes,) when each keyframe was measured
+    times: np.ndarray  # (keyframes,) when each harmonic keyframe was measured, up to HARMONIC_KEYFRAMES
     harmonic_frames: np.ndarray  # (keyframes, FRAME_SIZE) one cycle each, at the input's level
-    residual_frames: np.ndarray  # (keyframes, FRAME_SIZE) one cycle of the residual comb each
+    residual_times: np.ndarray  # (residual keyframes,) when each residual keyframe was measured
+    residual_frames: np.ndarray  # (residual keyframes, FRAME_SIZE) one cycle of the residual comb each
     residual_note: int  # MIDI note the residual comb is measured at
     pitch: PitchTrack
 
@@ -193,8 +198,8 @@ def warped_times(audio: np.ndarray, sample_rate: int, duration: float, count: in
 
 
 def sweep_knots(count: int = MAX_KEYFRAMES) -> np.ndarray:
-    """Keyframe indices where the sweep's drawn shape has its points: between them it is a straight
-    line, so keyframe times are interpolated between these and the drawn sweep hits every frame on time."""
+    """Keyframe indices between which a time warp's instants lie on straight lines, so that a drawn sweep
+    with a point at each (``patch.line_knots`` finds them again) hits every frame on time."""
     return np.unique(np.round(np.linspace(0, count - 1, SWEEP_POINTS)).astype(int))
 
 
@@ -319,16 +324,17 @@ def partials(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.abs(spectrum) / (FRAME_SIZE / 2), np.angle(spectrum) + np.pi / 2
 
 
-def keyframe_count(duration: float) -> int:
+def keyframe_count(duration: float, limit: int = MAX_KEYFRAMES) -> int:
     """How many keyframes a sound of ``duration`` seconds is read at: one a frame pick to its end, at most
-    ``MAX_KEYFRAMES``."""
-    return int(np.clip(np.ceil(duration / FRAME_PICK_SECONDS - 1e-9) + 1, 2, MAX_KEYFRAMES))
+    ``limit``."""
+    return int(np.clip(np.ceil(duration / FRAME_PICK_SECONDS - 1e-9) + 1, 2, limit))
 
 
 def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
                             keyframes: int | None = None) -> list[Resynthesis]:
-    """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``, at
-    ``keyframes`` instants (by default ``keyframe_count`` of its duration) from ``keyframe_times``: the
+    """Measure ``audio`` (mono, from its onset) for resynthesis patches played at ``note``: its harmonics at
+    ``keyframes`` instants (by default ``keyframe_count`` of its duration, up to ``HARMONIC_KEYFRAMES``, which
+    two tables play in turn), its residual at up to ``MAX_KEYFRAMES``, each set from ``keyframe_times``: the
     sound is read, and swept, until the last of them.
 
     A moving pitch track is a hypothesis: YIN can follow one of two competing partials, or jump to
@@ -338,44 +344,58 @@ def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
     audio = np.asarray(audio, dtype=np.float64)
     duration = sound_duration(audio, sample_rate, note)
     pitch = track_pitch(audio, sample_rate, note, duration)
-    times = keyframe_times(audio, sample_rate, duration, keyframes or keyframe_count(duration))
-    duration = float(times[-1])
+    times = keyframe_times(audio, sample_rate, duration, keyframes or keyframe_count(duration, HARMONIC_KEYFRAMES))
+    residual_times = (times if times.size <= MAX_KEYFRAMES
+                      else keyframe_times(audio, sample_rate, duration, keyframe_count(duration)))
+    duration = float(max(times[-1], residual_times[-1]))
     tracks = [pitch]
     if pitch.varies:
         tracks.append(PitchTrack(np.array([0.0, duration]), np.full(2, float(np.median(pitch.semitones)))))
-    return _measure(audio, sample_rate, note, duration, times, tracks)
+    return _measure(audio, sample_rate, note, duration, times, residual_times, tracks)
 
 
 def _measure(audio: np.ndarray, sample_rate: int, note: Note, duration: float, times: np.ndarray,
-             tracks: list[PitchTrack]) -> list[Resynthesis]:
-    """Harmonic and residual tables at ``times``, with harmonics read along each of ``tracks``.
+             residual_times: np.ndarray, tracks: list[PitchTrack]) -> list[Resynthesis]:
+    """Harmonic tables at ``times``, read along each of ``tracks``, and residual tables at ``residual_times``.
 
     Keyframes are measured ``BLOCK_KEYFRAMES`` at a time, every track's windows of a block from one
     ``_Spectra``: shared where the tracks' windows are the same, and dropped after the block."""
     residual_note = max(RESIDUAL_NOTE, note.pitch - 48)  # Vital transposes an oscillator by 48 at most
     residual_hz = float(midi_to_hz(residual_note))
-    centres = np.round(times * sample_rate).astype(int)
     harmonics = np.zeros((len(tracks), times.size, MAX_HARMONIC))
-    residual = np.zeros((len(tracks), times.size, MAX_HARMONIC))
     phases = np.zeros((len(tracks), times.size, MAX_HARMONIC))
-    f0s = [midi_to_hz(note.pitch + track.at(times)) if note.pitched else [None] * times.size for track in tracks]
-    for block in range(0, times.size, BLOCK_KEYFRAMES):
-        keyframes = range(block, min(block + BLOCK_KEYFRAMES, times.size))
+    residual = np.zeros((len(tracks), residual_times.size, MAX_HARMONIC))
+
+    def f0s(at: np.ndarray) -> list:
+        return [midi_to_hz(note.pitch + track.at(at)) if note.pitched else [None] * at.size for track in tracks]
+
+    centres, f0 = np.round(times * sample_rate).astype(int), f0s(times)
+    lengths = [[0 if hz is None else harmonic_window(sample_rate, hz) for hz in row] for row in f0]
+    for keyframes, spectra in _blocks(audio, centres, lengths):
+        for track, k in itertools.product(range(len(tracks)), keyframes):
+            if f0[track][k] is not None:
+                harmonics[track, k], phases[track, k] = harmonics_at(spectra, sample_rate, centres[k], f0[track][k])
+    centres, f0 = np.round(residual_times * sample_rate).astype(int), f0s(residual_times)
+    lengths = [[residual_window(sample_rate, hz) for hz in row] for row in f0]
+    for keyframes, spectra in _blocks(audio, centres, lengths):
+        for track, k in itertools.product(range(len(tracks)), keyframes):
+            residual[track, k] = residual_amplitudes(audio, spectra, sample_rate, centres[k], f0[track][k], residual_hz)
+    return [_resynthesis(note, duration, times, residual_times, track, harmonics[k], phases[k], residual[k],
+                         residual_note) for k, track in enumerate(tracks)]
+
+
+def _blocks(audio: np.ndarray, centres: np.ndarray, lengths: list[list[int]]) -> Iterator[tuple[range, _Spectra]]:
+    """Per block of ``BLOCK_KEYFRAMES`` keyframes at ``centres``: their indices, and a ``_Spectra`` holding every
+    track's window of them (``lengths[track][keyframe]``, 0 for none)."""
+    for start in range(0, centres.size, BLOCK_KEYFRAMES):
+        keyframes = range(start, min(start + BLOCK_KEYFRAMES, centres.size))
         spectra = _Spectra(audio)
-        spectra.prepare([(centres[k], harmonic_window(sample_rate, f0[k])) for f0 in f0s for k in keyframes
-                         if f0[k] is not None] +
-                        [(centres[k], residual_window(sample_rate, f0[k])) for f0 in f0s for k in keyframes])
-        for track, f0 in enumerate(f0s):
-            for k in keyframes:
-                if f0[k] is not None:
-                    harmonics[track, k], phases[track, k] = harmonics_at(spectra, sample_rate, centres[k], f0[k])
-                residual[track, k] = residual_amplitudes(audio, spectra, sample_rate, centres[k], f0[k], residual_hz)
-    return [_resynthesis(note, duration, times, track, harmonics[k], phases[k], residual[k], residual_note)
-            for k, track in enumerate(tracks)]
+        spectra.prepare([(centres[k], row[k]) for row in lengths for k in keyframes if row[k]])
+        yield keyframes, spectra
 
 
-def _resynthesis(note: Note, duration: float, times: np.ndarray, pitch: PitchTrack, harmonics: np.ndarray,
-                 phases: np.ndarray, residual: np.ndarray, residual_note: int) -> Resynthesis:
+def _resynthesis(note: Note, duration: float, times: np.ndarray, residual_times: np.ndarray, pitch: PitchTrack,
+                 harmonics: np.ndarray, phases: np.ndarray, residual: np.ndarray, residual_note: int) -> Resynthesis:
     # One set of phases for every frame, the loudest instant's: frames then morph without cancelling.
     phases = phases[int(np.argmax((harmonics**2).sum(axis=1)))]
     random_phases = np.random.default_rng(RESIDUAL_PHASE_SEED).uniform(0.0, 2.0 * np.pi, MAX_HARMONIC)
@@ -385,6 +405,7 @@ def _resynthesis(note: Note, duration: float, times: np.ndarray, pitch: PitchTra
         sustain=float(min(note.length, duration)),
         times=times,
         harmonic_frames=cycles(harmonics, phases),
+        residual_times=residual_times,
         residual_frames=cycles(residual, random_phases),
         residual_note=residual_note,
         pitch=pitch,

@@ -62,11 +62,12 @@ def corrected(resynthesis: Resynthesis, ratios: tuple[SpectralRatio, ...], stren
     lines = np.arange(1, MAX_HARMONIC + 1)
     f0 = midi_to_hz(resynthesis.note.pitch + resynthesis.pitch.at(resynthesis.times))
     harmonic_hz = f0[:, None] * lines
-    residual_hz = np.broadcast_to(lines * midi_to_hz(resynthesis.residual_note), harmonic_hz.shape)
+    residual_hz = np.broadcast_to(lines * midi_to_hz(resynthesis.residual_note),
+                                  (resynthesis.residual_times.size, MAX_HARMONIC))
     harmonics, harmonic_phases = partials(resynthesis.harmonic_frames)
     residual, residual_phases = partials(resynthesis.residual_frames)
     harmonics *= np.exp(strength * _log_gain(ratios, resynthesis.times, harmonic_hz))
-    residual *= np.exp(strength * _log_gain(ratios, resynthesis.times, residual_hz))
+    residual *= np.exp(strength * _log_gain(ratios, resynthesis.residual_times, residual_hz))
     return replace(resynthesis, harmonic_frames=cycles(harmonics, harmonic_phases),
                    residual_frames=cycles(residual, residual_phases))
 

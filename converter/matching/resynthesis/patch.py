@@ -1,11 +1,14 @@
 """A playable Vital patch from a resynthesis: the input's own spectra as wavetables, swept in time.
 
 - Oscillator 1 plays the harmonic table at the detected note; oscillator 2 plays the residual
-  table on a low comb (``Resynthesis.residual_note``), so it sounds like the input's noise.
-- LFO 1 sweeps both tables' wave frame: one shot in Seconds, Vital's *Sustain Envelope* mode, so
+  table on a low comb (``Resynthesis.residual_note``), so it sounds like the input's noise. A sound
+  longer than 256 frame picks (1.79 s) has its harmonics on two tables, oscillator 3 playing the
+  second (``table_times``), so they keep one keyframe every 7 ms for 3.57 s.
+- LFO 1 sweeps the tables' wave frame: one shot in Seconds, Vital's *Sustain Envelope* mode, so
   the sweep stops at the frame where the input's key went up for as long as a key is held, and
   plays the input's own tail after key-up. Its drawn shape plays each keyframe when it was measured.
-- LFO 2, in the same mode, draws the pitch track onto oscillator 1's transpose when the pitch
+  Tables measured at other instants (a long sound's residual and second table) have LFOs 3 and 4.
+- LFO 2, in the same mode, draws the pitch track onto the harmonic tables' transpose when the pitch
   moves (vibrato, glides, the drop of a kick); a steady detune goes to the tune knob instead.
 - The amp envelope is open (an 8 ms attack, full sustain); a tail the frames carry is released
   nearly flat until it has played. Other keys transpose the whole patch; velocity stays Vital's.
@@ -15,23 +18,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.matching.resynthesis.analysis import Resynthesis, sweep_knots
+from converter.matching.resynthesis.analysis import Resynthesis
 from converter.vital.lfo_shapes import LFOShape
 from converter.vital.parameters import control
 from converter.vital.preset import add_route, init_preset
-from converter.vital.wavetables import FRAME_PICK_SECONDS, Wavetable, sweep_depth
+from converter.vital.wavetables import FRAME_PICK_SECONDS, MAX_KEYFRAMES, Wavetable, sweep_depth
 
 SUSTAIN_ENVELOPE, SECONDS = 3.0, 0.0  # lfo_N_sync_type and lfo_N_sync options
 TRANSPOSE_RANGE = 48.0  # a full bipolar route moves Vital's transpose this many semitones
-PITCH_POINTS = 64  # evenly spaced points of the drawn pitch track, on top of the sweep's own
+PITCH_POINTS = 64  # evenly spaced points of the drawn pitch track, on top of the harmonic sweep's own
 AUDIBLE_SHARE_DB = -40.0  # an oscillator this far under the other adds nothing
 ATTACK = 0.008  # seconds of amp attack, so the first keyframe does not start as a click (``_open_amp_envelope``)
 RELEASE_STRETCH, RELEASE_POWER = 2.0, -2.0  # a short tail: the release lasts this many times it, on Vital's curve
 CARRIED_TAIL = 0.1  # seconds: a tail this long plays from the frames (``_open_amp_envelope``)
 CARRIED_RELEASE_STRETCH, CARRIED_RELEASE_POWER = 1.2, 6.0  # its release: a little longer, held nearly flat
 MIN_RELEASE, MAX_RELEASE = 0.03, 30.0  # seconds
-SWEEP_LFO, PITCH_LFO = 1, 2
-TABLE_NAMES = {1: "vinv harmonics", 2: "vinv residual"}  # the oscillator each table plays on
+SWEEP_LFOS, PITCH_LFO = (1, 3, 4), 2  # one LFO per set of instants the tables were measured at
+TABLE_NAMES = {1: "vinv harmonics", 2: "vinv residual", 3: "vinv harmonics, later"}  # the oscillator each plays on
 SWEEP_LEAD = 1.25  # frame picks the sweep reaches each keyframe before its time (see ``resynthesis_sweep``)
 QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried under the one it has (quadratic: 0.6 is -9 dB; 0 is off)
 
@@ -39,59 +42,93 @@ QUIETER_RESIDUALS = (0.6, 0.0)  # osc 2 levels tried under the one it has (quadr
 def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
     """The Vital preset (JSON-ready dict) that plays ``resynthesis`` back at its note.
 
-    The tables' keyframes lie on consecutive wave frames, swept by LFO 1 as ``resynthesis_sweep`` draws it.
+    Each table's keyframes lie on consecutive wave frames, swept by a one-shot LFO as ``resynthesis_sweep``
+    draws it; tables measured at the same instants share one.
     """
     preset = init_preset()
     preset.update(preset_name=name)
     settings = preset["settings"]
     tables = resynthesis_tables(resynthesis)
-    keyframes = resynthesis.times.size
+    sweeps: dict[bytes, int] = {}  # the LFO that sweeps frames due at these times
     for osc in TABLE_NAMES:
         settings[f"osc_{osc}_on"] = 1.0 if osc in tables else 0.0
         settings[f"osc_{osc}_level"] = 1.0
         settings[f"osc_{osc}_random_phase"] = 0.0
         settings[f"osc_{osc}_wave_frame"] = 0.0
-        if osc in tables:
-            settings["wavetables"][osc - 1] = tables[osc]
-            add_route(settings, f"lfo_{SWEEP_LFO}", f"osc_{osc}_wave_frame", sweep_depth(keyframes))
+        settings[f"osc_{osc}_destination"] = settings["osc_1_destination"]
+        if osc not in tables:
+            continue
+        times = table_times(resynthesis, osc)
+        instants = times.tobytes()
+        if instants not in sweeps:
+            sweeps[instants] = SWEEP_LFOS[len(sweeps)]
+            _one_shot_lfo(settings, sweeps[instants], resynthesis, resynthesis_sweep(times, resynthesis.duration))
+        settings["wavetables"][osc - 1] = tables[osc]
+        add_route(settings, f"lfo_{sweeps[instants]}", f"osc_{osc}_wave_frame", sweep_depth(times.size))
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
-    settings["osc_3_on"] = 0.0
     _open_amp_envelope(settings, resynthesis)
-    _one_shot_lfo(settings, SWEEP_LFO, resynthesis, resynthesis_sweep(resynthesis))
-    _pitch(settings, resynthesis)
+    _pitch(settings, resynthesis, harmonic_oscillators=tuple(osc for osc in (1, 3) if osc in tables))
     return preset
 
 
-def resynthesis_sweep(resynthesis: Resynthesis) -> LFOShape:
-    """The sweep's drawn shape: time over the sound against the keyframe played, 0 to 1.
+def table_times(resynthesis: Resynthesis, osc: int) -> np.ndarray:
+    """When each frame of oscillator ``osc``'s table is due (``TABLE_NAMES``).
 
-    Vital picks a frame every 7 ms, the integer part of the sweep's position, and crossfades to it over
-    the next 7 ms (``FRAME_PICK_SECONDS``). The keyframes lie on that grid (``keyframe_times``), and the
-    sweep reaches each ``SWEEP_LEAD`` picks before its time: a pick takes it one pick before it was
-    measured, so the crossfade arrives there on time, and Vital plays a line through the keyframes. On
-    the evaluation split's short sounds a lead of 1 and 1.25 picks came out alike and closest of 0.5 to
-    1.5 (0.5 was the lead before the keyframes lay on the grid); Vital plays its last frame from there on.
+    Up to ``MAX_KEYFRAMES`` harmonic keyframes play on oscillator 1. More play in two tables, each silent
+    where the other plays: oscillator 1's keyframes up to the last but one of its table, then a silent
+    frame; oscillator 3's a silent frame, then the rest. Vital crossfades from frame to frame in each, so
+    the pair crossfades from oscillator 1's last keyframe to oscillator 3's first as within one table.
     """
-    times, count = resynthesis.times, resynthesis.times.size
-    knots = sweep_knots(count)
-    phases = (times[knots] - SWEEP_LEAD * FRAME_PICK_SECONDS) / resynthesis.duration
-    values = knots / (count - 1)
+    times = resynthesis.times
+    if osc == 2:
+        return resynthesis.residual_times
+    if times.size <= MAX_KEYFRAMES:
+        return times
+    return times[:MAX_KEYFRAMES] if osc == 1 else times[MAX_KEYFRAMES - 2 :]
+
+
+def resynthesis_sweep(times: np.ndarray, duration: float) -> LFOShape:
+    """The drawn shape of a sweep through frames due at ``times`` over a sound of ``duration``: time over the
+    sound against the frame played, 0 to 1.
+
+    Vital picks a frame every 7 ms, the integer part of the sweep's position, and crossfades to it over the
+    next 7 ms (``FRAME_PICK_SECONDS``). The keyframes lie on that grid (``keyframe_times``), and the sweep
+    reaches each ``SWEEP_LEAD`` picks before its time: a pick takes it one pick before it was measured, so
+    the crossfade arrives there on time, and Vital plays a line through the keyframes. On the evaluation
+    split's short sounds a lead of 1 and 1.25 picks came out alike and closest of 0.5 to 1.5 (0.5 was the
+    lead before the keyframes lay on the grid); Vital plays its last frame from there on.
+    """
+    knots = line_knots(times)
+    phases = (times[knots] - SWEEP_LEAD * FRAME_PICK_SECONDS) / duration
+    values = knots / (times.size - 1)
     ahead = phases > 0.0
     points = [(0.0, float(np.interp(0.0, phases, values))), *zip(phases[ahead], values[ahead]), (1.0, 1.0)]
     return LFOShape("vinv sweep", tuple(points))
 
 
+def line_knots(times: np.ndarray) -> np.ndarray:
+    """Indices of ``times`` between which they are evenly spaced: the points of a line through them all."""
+    picks = np.round(np.diff(times) / FRAME_PICK_SECONDS)
+    turns = np.flatnonzero(np.diff(picks)) + 1
+    return np.concatenate(([0], turns, [times.size - 1]))
+
+
 def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
-    """The Vital wavetables a resynthesis plays, by oscillator (``TABLE_NAMES``): each at one scale, so
-    their balance is the input's, and none that sits ``AUDIBLE_SHARE_DB`` under the other."""
-    frames = {1: resynthesis.harmonic_frames, 2: resynthesis.residual_frames}
-    levels = {1: resynthesis.harmonic_level, 2: resynthesis.residual_level}
+    """The Vital wavetables a resynthesis plays, by oscillator (``TABLE_NAMES``, ``table_times``): each at
+    one scale, so their balance is the input's, and none that sits ``AUDIBLE_SHARE_DB`` under the other."""
+    harmonics = resynthesis.harmonic_frames
+    frames = {1: harmonics, 2: resynthesis.residual_frames}
+    if harmonics.shape[0] > MAX_KEYFRAMES:
+        silent = np.zeros((1, harmonics.shape[1]), dtype=harmonics.dtype)
+        frames.update({1: np.concatenate((harmonics[: MAX_KEYFRAMES - 1], silent)),
+                       3: np.concatenate((silent, harmonics[MAX_KEYFRAMES - 1 :]))})
+    levels = {1: resynthesis.harmonic_level, 2: resynthesis.residual_level, 3: resynthesis.harmonic_level}
     peak = max(float(np.abs(table).max()) for table in frames.values())
     if peak <= 0.0:
         raise ValueError("nothing to resynthesise: the sound is silent")
     floor = max(levels.values()) * 10 ** (AUDIBLE_SHARE_DB / 20)
-    return {osc: Wavetable(name, frames[osc] / peak, keep_level=True, swept=True).to_vital()
-            for osc, name in TABLE_NAMES.items() if levels[osc] > floor}
+    return {osc: Wavetable(TABLE_NAMES[osc], table / peak, keep_level=True, swept=True).to_vital()
+            for osc, table in frames.items() if levels[osc] > floor}
 
 
 def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
@@ -161,18 +198,20 @@ def _one_shot_lfo(settings: dict, lfo: int, resynthesis: Resynthesis, shape: LFO
     settings["lfos"][lfo - 1] = shape.to_vital()
 
 
-def _pitch(settings: dict, resynthesis: Resynthesis) -> None:
-    """A moving pitch becomes a drawn LFO on oscillator 1's transpose; a steady one its tune knob."""
+def _pitch(settings: dict, resynthesis: Resynthesis, harmonic_oscillators: tuple[int, ...]) -> None:
+    """A moving pitch becomes a drawn LFO on the harmonic tables' transpose; a steady one their tune knob."""
     track = resynthesis.pitch
     if not track.varies:
-        settings["osc_1_tune"] = float(np.clip(np.median(track.semitones), -1.0, 1.0))
+        for osc in harmonic_oscillators:
+            settings[f"osc_{osc}_tune"] = float(np.clip(np.median(track.semitones), -1.0, 1.0))
         return
-    knots = sweep_knots(resynthesis.times.size)
+    knots = line_knots(resynthesis.times)
     times = np.union1d(np.linspace(0.0, resynthesis.duration, PITCH_POINTS), resynthesis.times[knots])
     semitones = track.at(times)
     amount = max(float(np.abs(semitones).max()), 0.01) / TRANSPOSE_RANGE
     values = 0.5 * (semitones / (amount * TRANSPOSE_RANGE) + 1.0)
     shape = LFOShape("vinv pitch", tuple(zip(times / resynthesis.duration, np.clip(values, 0.0, 1.0))))
     _one_shot_lfo(settings, PITCH_LFO, resynthesis, shape)
-    settings["osc_1_tune"] = 0.0
-    add_route(settings, f"lfo_{PITCH_LFO}", "osc_1_transpose", amount, bipolar=True)
+    for osc in harmonic_oscillators:
+        settings[f"osc_{osc}_tune"] = 0.0
+        add_route(settings, f"lfo_{PITCH_LFO}", f"osc_{osc}_transpose", amount, bipolar=True)
