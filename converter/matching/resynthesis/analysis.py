@@ -138,9 +138,9 @@ def _running_median(values: np.ndarray, frames: int) -> np.ndarray:
     return np.median(np.lib.stride_tricks.sliding_window_view(padded, frames), axis=1)
 
 
-def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
+def keyframe_times(warp: np.ndarray, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
     """``count`` instants from the onset on Vital's frame-pick grid, dense where the spectrum changes
-    fast, the last at or after ``duration``.
+    fast (``spectral_warp``), the last at or after ``duration``.
 
     Vital picks a swept table's frame every ``FRAME_PICK_SECONDS`` (and crossfades to it over the next
     7 ms), so keyframes closer than that go unheard, and keyframes off that grid are picked irregularly,
@@ -152,7 +152,7 @@ def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: 
     keyframes 7 ms apart (57 of 64 closer, 200 keyframes a second before) and 2 % where they do not
     (31 of 56 over 2 % closer, 3 over 2 % further), General MIDI notes of programs not held out 9 % and 8 %.
     """
-    warped = warped_times(audio, sample_rate, duration, count)
+    warped = warped_times(warp, duration, count)
     knots = sweep_knots(count)
     frames = np.diff(knots)  # keyframes from one knot to the next
     asked = np.diff(warped[knots]) / frames / FRAME_PICK_SECONDS  # picks between them, as the warp asks
@@ -171,12 +171,22 @@ def keyframe_times(audio: np.ndarray, sample_rate: int, duration: float, count: 
     return np.concatenate(([0.0], np.cumsum(np.repeat(picks(high), frames)))) * FRAME_PICK_SECONDS
 
 
-def warped_times(audio: np.ndarray, sample_rate: int, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
-    """``count`` instants over ``duration``, dense where the spectrum changes fast.
+def warped_times(warp: np.ndarray, duration: float, count: int = MAX_KEYFRAMES) -> np.ndarray:
+    """``count`` instants over ``duration``, as dense as ``warp`` (``spectral_warp``) says.
 
     The instants lie on straight lines between ``sweep_knots``, so one drawn LFO shape can play them.
+    """
+    grid = np.linspace(0.0, duration, warp.size)
+    knots = sweep_knots(count)
+    return np.interp(np.arange(count), knots, np.interp(knots / (count - 1), warp, grid))
+
+
+def spectral_warp(audio: np.ndarray, sample_rate: int, duration: float) -> np.ndarray:
+    """The share of the sound's spectral change, plus ``STEADY_SHARE`` spread evenly, up to each of evenly
+    spaced instants over ``duration``: 0 to 1, the more where the spectrum changes fast.
+
     The rate of change is the mean absolute step, in dB, of ``WARP_BANDS`` log-spaced band levels
-    between spectra ``CHANGE_HOP`` apart; ``STEADY_SHARE`` of the instants are spread evenly.
+    between spectra ``CHANGE_HOP`` apart. Measured once, it places every table's keyframes.
     """
     hop = max(1, round(CHANGE_HOP * sample_rate))
     window = 1024
@@ -191,10 +201,7 @@ def warped_times(audio: np.ndarray, sample_rate: int, duration: float, count: in
     density = (1.0 - STEADY_SHARE) * change / total if total > 0 else np.zeros_like(change)
     density += STEADY_SHARE / change.size
     warp = np.concatenate(([0.0], np.cumsum(density)))
-    warp /= warp[-1]
-    grid = np.linspace(0.0, duration, warp.size)
-    knots = sweep_knots(count)
-    return np.interp(np.arange(count), knots, np.interp(knots / (count - 1), warp, grid))
+    return warp / warp[-1]
 
 
 def sweep_knots(count: int = MAX_KEYFRAMES) -> np.ndarray:
@@ -344,9 +351,9 @@ def analyse_for_resynthesis(audio: np.ndarray, sample_rate: int, note: Note,
     audio = np.asarray(audio, dtype=np.float64)
     duration = sound_duration(audio, sample_rate, note)
     pitch = track_pitch(audio, sample_rate, note, duration)
-    times = keyframe_times(audio, sample_rate, duration, keyframes or keyframe_count(duration, HARMONIC_KEYFRAMES))
-    residual_times = (times if times.size <= MAX_KEYFRAMES
-                      else keyframe_times(audio, sample_rate, duration, keyframe_count(duration)))
+    warp = spectral_warp(audio, sample_rate, duration)
+    times = keyframe_times(warp, duration, keyframes or keyframe_count(duration, HARMONIC_KEYFRAMES))
+    residual_times = times if times.size <= MAX_KEYFRAMES else keyframe_times(warp, duration, keyframe_count(duration))
     duration = float(max(times[-1], residual_times[-1]))
     tracks = [pitch]
     if pitch.varies:

@@ -3,7 +3,7 @@
 - Oscillator 1 plays the harmonic table at the detected note; oscillator 2 plays the residual
   table on a low comb (``Resynthesis.residual_note``), so it sounds like the input's noise. A sound
   longer than 256 frame picks (1.79 s) has its harmonics on two tables, oscillator 3 playing the
-  second (``table_times``), so they keep one keyframe every 7 ms for 3.57 s.
+  second (``resynthesis_tables``), so they keep one keyframe every 7 ms for 3.57 s.
 - LFO 1 sweeps the tables' wave frame: one shot in Seconds, Vital's *Sustain Envelope* mode, so
   the sweep stops at the frame where the input's key went up for as long as a key is held, and
   plays the input's own tail after key-up. Its drawn shape plays each keyframe when it was measured.
@@ -58,33 +58,17 @@ def resynthesis_preset(resynthesis: Resynthesis, *, name: str = "vinv") -> dict:
         settings[f"osc_{osc}_destination"] = settings["osc_1_destination"]
         if osc not in tables:
             continue
-        times = table_times(resynthesis, osc)
+        table, times = tables[osc]
         instants = times.tobytes()
         if instants not in sweeps:
             sweeps[instants] = SWEEP_LFOS[len(sweeps)]
             _one_shot_lfo(settings, sweeps[instants], resynthesis, resynthesis_sweep(times, resynthesis.duration))
-        settings["wavetables"][osc - 1] = tables[osc]
+        settings["wavetables"][osc - 1] = table
         add_route(settings, f"lfo_{sweeps[instants]}", f"osc_{osc}_wave_frame", sweep_depth(times.size))
     settings["osc_2_transpose"] = float(resynthesis.residual_note - resynthesis.note.pitch)
     _open_amp_envelope(settings, resynthesis)
     _pitch(settings, resynthesis, harmonic_oscillators=tuple(osc for osc in (1, 3) if osc in tables))
     return preset
-
-
-def table_times(resynthesis: Resynthesis, osc: int) -> np.ndarray:
-    """When each frame of oscillator ``osc``'s table is due (``TABLE_NAMES``).
-
-    Up to ``MAX_KEYFRAMES`` harmonic keyframes play on oscillator 1. More play in two tables, each silent
-    where the other plays: oscillator 1's keyframes up to the last but one of its table, then a silent
-    frame; oscillator 3's a silent frame, then the rest. Vital crossfades from frame to frame in each, so
-    the pair crossfades from oscillator 1's last keyframe to oscillator 3's first as within one table.
-    """
-    times = resynthesis.times
-    if osc == 2:
-        return resynthesis.residual_times
-    if times.size <= MAX_KEYFRAMES:
-        return times
-    return times[:MAX_KEYFRAMES] if osc == 1 else times[MAX_KEYFRAMES - 2 :]
 
 
 def resynthesis_sweep(times: np.ndarray, duration: float) -> LFOShape:
@@ -113,22 +97,29 @@ def line_knots(times: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], turns, [times.size - 1]))
 
 
-def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, dict]:
-    """The Vital wavetables a resynthesis plays, by oscillator (``TABLE_NAMES``, ``table_times``): each at
-    one scale, so their balance is the input's, and none that sits ``AUDIBLE_SHARE_DB`` under the other."""
-    harmonics = resynthesis.harmonic_frames
-    frames = {1: harmonics, 2: resynthesis.residual_frames}
-    if harmonics.shape[0] > MAX_KEYFRAMES:
-        silent = np.zeros((1, harmonics.shape[1]), dtype=harmonics.dtype)
-        frames.update({1: np.concatenate((harmonics[: MAX_KEYFRAMES - 1], silent)),
-                       3: np.concatenate((silent, harmonics[MAX_KEYFRAMES - 1 :]))})
+def resynthesis_tables(resynthesis: Resynthesis) -> dict[int, tuple[dict, np.ndarray]]:
+    """The Vital wavetables a resynthesis plays, by oscillator (``TABLE_NAMES``), each with when its frames
+    are due: each at one scale, so their balance is the input's, and none that sits ``AUDIBLE_SHARE_DB``
+    under the other.
+
+    Up to ``MAX_KEYFRAMES`` harmonic keyframes play on oscillator 1. More play in two tables, each silent
+    where the other plays: oscillator 1's keyframes up to the last but one of its table, then a silent
+    frame; oscillator 3's a silent frame, then the rest. Vital crossfades from frame to frame in each, so
+    the pair crossfades from oscillator 1's last keyframe to oscillator 3's first as within one table.
+    """
+    times, harmonics = resynthesis.times, resynthesis.harmonic_frames
+    layout = {1: (harmonics, times), 2: (resynthesis.residual_frames, resynthesis.residual_times)}
+    if times.size > MAX_KEYFRAMES:
+        silent, split = np.zeros_like(harmonics[:1]), MAX_KEYFRAMES - 1
+        layout[1] = (np.concatenate((harmonics[:split], silent)), times[: split + 1])
+        layout[3] = (np.concatenate((silent, harmonics[split:])), times[split - 1 :])
     levels = {1: resynthesis.harmonic_level, 2: resynthesis.residual_level, 3: resynthesis.harmonic_level}
-    peak = max(float(np.abs(table).max()) for table in frames.values())
+    peak = max(float(np.abs(frames).max()) for frames, _ in layout.values())
     if peak <= 0.0:
         raise ValueError("nothing to resynthesise: the sound is silent")
     floor = max(levels.values()) * 10 ** (AUDIBLE_SHARE_DB / 20)
-    return {osc: Wavetable(TABLE_NAMES[osc], table / peak, keep_level=True, swept=True).to_vital()
-            for osc, table in frames.items() if levels[osc] > floor}
+    return {osc: (Wavetable(TABLE_NAMES[osc], frames / peak, keep_level=True, swept=True).to_vital(), due)
+            for osc, (frames, due) in layout.items() if levels[osc] > floor}
 
 
 def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
@@ -136,7 +127,7 @@ def with_tables(preset: dict, resynthesis: Resynthesis) -> dict:
     instead of its own: every other setting stays, so a variant stays that variant (and a table that fell
     ``AUDIBLE_SHARE_DB`` under the other stays as the preset had it)."""
     tables = resynthesis_tables(resynthesis)
-    wavetables = [tables[osc] if osc in tables and table.get("name") == TABLE_NAMES[osc] else table
+    wavetables = [tables[osc][0] if osc in tables and table.get("name") == TABLE_NAMES[osc] else table
                   for osc, table in enumerate(preset["settings"]["wavetables"], start=1)]
     return {**preset, "settings": {**preset["settings"], "wavetables": wavetables}}
 
