@@ -1,7 +1,7 @@
 """How close the converter lands, per source and per mode, on held-out sounds nobody tuned for.
 
 Run ``python benchmarks/bench_quality.py [--modes resynth patch best] [--refine 2 [--refine-modes best patch]]
-[--refine-renders 30] [--random 64] [--truth]`` from the repo
+[--refine-renders 30] [--random 64] [--truth] [--model M [--against M]]`` from the repo
 root (needs the ``[train]`` extra for the sampler, fluidsynth and timgm6mb-soundfont for the
 instrument notes, and ``../shared/presets``). It prints a table and asserts nothing.
 
@@ -26,6 +26,11 @@ depend on how busy the machine is, so refinement changes compare like with like.
 at the detected note (N renders per sound). ``--truth`` adds the floor: each preset and sampled
 sound's own preset played again as it was played for the WAV, on a fresh engine (Vital's random
 phases, noise and free-running LFOs differ from take to take; a fluidsynth note does not).
+``--against MODEL`` also runs every mode that asks a model with that one and prints, per source, the
+geometric mean over sounds of ``--model``'s distance over its distance and how many sounds came more
+than ``CLEAR_GAIN`` closer or further: finer than a median, which moves only with the median sound,
+so it is how a new model is judged against the shipped one (``git show REV:converter/models/vinv-default.onnx``
+gives an earlier one).
 ``--split NAME`` judges the test split of the set vinv-dataset built instead (one clip of each of
 the first ``SPLIT_COUNT`` patches per source, written once as WAVs beside the held-out set): the
 evaluation split, our own sampler's sounds.
@@ -60,6 +65,8 @@ SHARED_PRESETS = Path(__file__).resolve().parents[2] / "shared" / "presets"
 SPLIT_COUNT = 12
 WITHOUT_MODEL = "patch-without-model"  # a --modes entry: patch mode's candidates less the model's
 TRUTH = "truth"  # the run --truth adds: each held-out sound's own preset, played again on a fresh engine
+MODEL_FREE = ("resynth", TRUTH, "random-")  # runs no model takes part in: --against skips them
+CLEAR_GAIN = 0.02  # --against counts a sound closer or further past this share
 
 
 def heldout_folder() -> Path:
@@ -141,9 +148,9 @@ def heldout_presets() -> dict[tuple[str, str], tuple[dict, int, float, float]]:
     return presets
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
 def _model(path: Path | None):
-    """The model the conversions use: ``path``, or the shipped one; loaded once per worker."""
+    """The model the conversions use: ``path``, or the shipped one; loaded once per worker (both, with --against)."""
     from converter.matching.model import PresetModel
 
     return PresetModel.load(path, threads=1)
@@ -234,6 +241,8 @@ def main() -> None:
                         help="also run best with a refinement of exactly N renders (independent of machine load)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", type=Path, help="an exported vinv model to judge instead of the shipped one")
+    parser.add_argument("--against", type=Path, metavar="MODEL",
+                        help="also compare --model with this exported model, sound by sound")
     parser.add_argument("--limit", type=int, help="sounds per source")
     parser.add_argument("--split", metavar="SET", help="judge the test split of this vinv-dataset set instead")
     parser.add_argument("--random", type=int, default=0, metavar="N",
@@ -253,12 +262,14 @@ def main() -> None:
     runs += [(f"renders-{args.refine_renders}", 0.0)] if args.refine_renders else []
     runs += [(f"random-{args.random}", 0.0)] if args.random else []
     runs += [(TRUTH, 0.0)] if args.truth else []
-    print(f"sounds: {folder}; model: {args.model or 'shipped'}")
+    against = f"; against: {args.against}" if args.against else ""
+    print(f"sounds: {folder}; model: {args.model or 'shipped'}{against}")
     print("| run | " + " | ".join(sources) + " | s/file | winners |")
     print("|---|" + "---|" * (len(sources) + 2))
     with ProcessPoolExecutor(args.workers) as pool:
         for mode, refine_seconds in runs:
-            cells, seconds, winners = [], [], {}
+            cells, against_cells, seconds, winners = [], [], [], {}
+            compared = args.against is not None and not mode.startswith(MODEL_FREE)
             for source in sources:
                 if mode == TRUTH and source == "instrument":  # fluidsynth plays a note the same way every time
                     cells.append("0")
@@ -270,10 +281,23 @@ def main() -> None:
                 for *_, method in results:
                     winners[method] = winners.get(method, 0) + 1
                 cells.append(f"{np.median(ratios):.3f} (n={len(ratios)})")
+                if compared:
+                    theirs = pool.map(_measure, [(path, mode, refine_seconds, args.against) for path in files])
+                    against_cells.append(_comparison([r[0] for r in results], [r[0] for r in theirs]))
             label = mode + (f" --refine {refine_seconds:g}" if refine_seconds else "")
             label = f"best --refine-renders {mode.split('-')[1]}" if mode.startswith("renders-") else label
             won = ", ".join(f"{method} {count}" for method, count in sorted(winners.items()))
             print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} | {won} |", flush=True)
+            if compared:
+                print(f"| {label}: × against, per sound (closer / further) | " + " | ".join(against_cells)
+                      + " | | |", flush=True)
+
+
+def _comparison(ours: list[float], theirs: list[float]) -> str:
+    """Geometric mean of our distance over theirs, sound by sound, and how many sounds moved clearly each way."""
+    change = np.asarray(ours) / np.asarray(theirs)
+    closer, further = int(np.sum(change < 1 - CLEAR_GAIN)), int(np.sum(change > 1 + CLEAR_GAIN))
+    return f"{np.exp(np.mean(np.log(change))):.3f} ({closer} / {further})"
 
 
 if __name__ == "__main__":
