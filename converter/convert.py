@@ -551,6 +551,7 @@ def convert(
     model: PresetModel | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     refine_seconds: float = 0.0,
+    refine_renders: int | None = None,
     threads: int | None = None,
     overwrite: bool = True,
     mode: str = MODES[0],
@@ -569,8 +570,10 @@ def convert(
     ``best`` and ``patch``) defaults to the shipped one, loaded once per process with ``threads``
     onnxruntime threads.
     ``refine_seconds`` > 0 spends about that long searching for a better preset than the closest
-    candidate. Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False``
-    existing outputs are an error.
+    candidate; ``refine_renders`` also ends that search after so many renders (a correction round counts
+    as one): with time to spare, a budget that gives the same preset on a slow machine as on a fast one.
+    Outputs go beside the input unless ``out_dir`` is given; with ``overwrite=False`` existing outputs are
+    an error.
     """
     started = time.perf_counter()
     _check_mode(mode)
@@ -611,7 +614,7 @@ def convert(
     lap("render")
     best, refined = ranked[0], False
     if refine_seconds > 0:
-        best, refined = refine_best(best, analysis, seconds=refine_seconds, space=space)
+        best, refined = refine_best(best, analysis, seconds=refine_seconds, max_renders=refine_renders, space=space)
         lap("refine")
     elif best.candidate.resynthesis is not None:
         best = correct_best(best, analysis, seconds=float("inf"), max_rounds=CORRECTION_ROUNDS)[0]
