@@ -177,26 +177,17 @@ def _measure(task: tuple[Path, str, float, Path | None]) -> tuple[float, float, 
         distance, method = _random_search(analysis, int(mode.split("-")[1])), "random"
     elif mode == WITHOUT_MODEL:
         distance, method = _patch_without_model(analysis, path.stem, _model(model_path))
-    elif mode.startswith("renders-"):
-        distance, method = _refine_renders(analysis, path.stem, int(mode.split("-")[1]), _model(model_path))
     else:
+        renders = int(mode.split("-")[1]) if mode.startswith("renders-") else None
+        if renders is not None:
+            mode, refine_seconds = "best", float("inf")
         with tempfile.TemporaryDirectory() as out:
             result = convert(path, model=_model(model_path), out_dir=out, mode=mode, refine_seconds=refine_seconds,
-                             threads=1)
+                             refine_renders=renders, threads=1)
         distance, method = result.distance, result.method
     seconds = time.perf_counter() - started
     init = score(analysis, render_preview(init_preset(), analysis.note))
     return distance, init, seconds, method
-
-
-def _refine_renders(analysis, name: str, renders: int, model) -> tuple[float, str]:
-    """convert()'s best mode with a refinement of exactly ``renders`` renders: (distance, method)."""
-    from converter.convert import build_candidates, rank_candidates, refine_best
-
-    candidates = build_candidates(analysis, model, "best", name=name)
-    best, _ = refine_best(rank_candidates(candidates, analysis)[0], analysis, seconds=float("inf"),
-                          max_renders=renders)
-    return best.distance, best.candidate.method
 
 
 def _patch_without_model(analysis, name: str, model) -> tuple[float, str]:
